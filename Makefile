@@ -1,0 +1,21 @@
+# segzoo — the two commands that matter: `make demo` and `make test`.
+PY := .venv/bin/python
+OUTPUT ?= output/demo
+
+.PHONY: setup demo test build bench-roi clean
+
+setup:  ## create .venv and install everything (idempotent)
+	bash tools/setup_env.sh
+
+demo: setup  ## generate the synthetic data, train + evaluate Mask R-CNN, write visualisations
+	$(PY) tools/demo.py --output $(OUTPUT)
+
+test: setup  ## the test suite
+	$(PY) -m pytest -q tests
+
+build:  ## force a rebuild of the C++/CUDA extension
+	rm -f .venv/.segzoo-ext-*
+	bash tools/setup_env.sh
+
+clean:
+	rm -rf build output projects/segzoo/_C*.so

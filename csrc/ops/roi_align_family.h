@@ -1,0 +1,39 @@
+#pragma once
+
+#include <ATen/ATen.h>
+#include <tuple>
+
+namespace segzoo {
+namespace ops {
+
+// Returns (output (K, C, PH, PW), argmax). argmax is int32 of the output's
+// shape for the max modes (RoIAlign max: index of the winning sample inside
+// its bin; RoIPool: flat h * W + w index into the input plane; -1 = empty bin)
+// and an empty tensor for the averaging modes.
+std::tuple<at::Tensor, at::Tensor> roi_align_family(
+    const at::Tensor& input,
+    const at::Tensor& rois,
+    double spatial_scale,
+    int64_t pooled_height,
+    int64_t pooled_width,
+    int64_t sampling_ratio,
+    bool aligned,
+    int64_t mode);
+
+at::Tensor _roi_align_family_backward(
+    const at::Tensor& grad,
+    const at::Tensor& rois,
+    const at::Tensor& argmax,
+    double spatial_scale,
+    int64_t pooled_height,
+    int64_t pooled_width,
+    int64_t batch_size,
+    int64_t channels,
+    int64_t height,
+    int64_t width,
+    int64_t sampling_ratio,
+    bool aligned,
+    int64_t mode);
+
+}  // namespace ops
+}  // namespace segzoo

@@ -1,0 +1,10 @@
+"""User-facing errors: bad input that deserves one clear line, not a traceback."""
+
+__all__ = ["UserError"]
+
+
+class UserError(Exception):
+    """An error caused by the user's input (config, data, paths) with a message saying what to do.
+
+    ``train_net.py`` and the tools print it as a single line and exit with status 2.
+    """

@@ -1,0 +1,23 @@
+"""C++/CUDA operators of segzoo and their Python wrappers."""
+from ._ext import cuda_compiled, load_extension
+from .roi_align_family import (
+    ROI_MODES,
+    ROIAlignFamily,
+    roi_align,
+    roi_align_family,
+    roi_align_max,
+    roi_pool,
+    roi_warp,
+)
+
+__all__ = [
+    "ROI_MODES",
+    "ROIAlignFamily",
+    "cuda_compiled",
+    "load_extension",
+    "roi_align",
+    "roi_align_family",
+    "roi_align_max",
+    "roi_pool",
+    "roi_warp",
+]

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Creates .venv in the repository root and installs everything the project needs:
+# torch/torchvision, Detectron2 and its dependencies, the test tools, and this
+# project (editable, compiling segzoo._C). Idempotent: each step checks what is
+# already there and is skipped when nothing changed.
+#
+# Environment:
+#   PYTHON       interpreter used to create the venv (default: python3)
+#   FORCE_CUDA=1 compile the CUDA kernels even without a visible GPU
+#   TORCH_CUDA_ARCH_LIST, MAX_JOBS  passed to torch's extension builder
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+TORCH_VERSION=2.14.1
+TORCHVISION_VERSION=0.29.1
+D2_SDIST=pb1-detectron2==0.6
+D2_GIT=https://github.com/facebookresearch/detectron2.git
+
+log() { echo "[setup] $*"; }
+pipq() { "$PY" -m pip --disable-pip-version-check -q "$@" 2> >(grep -v "^WARNING: Location" >&2); }
+hash_of() { (cat "$@" 2>/dev/null; echo "${FORCE_CUDA:-0} ${TORCH_CUDA_ARCH_LIST:-}") | sha1sum | cut -c1-16; }
+
+if [ ! -x "$PY" ]; then
+  log "creating $VENV"
+  "${PYTHON:-python3}" -m venv "$VENV"
+fi
+
+# 1. torch + torchvision (pinned; see README for why these builds).
+if ! "$PY" - <<PYEOF 2>/dev/null
+import sys, torch, torchvision
+ok = torch.__version__.split("+")[0] == "$TORCH_VERSION" and torchvision.__version__.split("+")[0] == "$TORCHVISION_VERSION"
+sys.exit(0 if ok else 1)
+PYEOF
+then
+  log "installing torch==$TORCH_VERSION torchvision==$TORCHVISION_VERSION"
+  pipq install "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
+fi
+
+# 2. Detectron2's runtime dependencies and our tools. Detectron2 v0.6 needs
+#    Pillow<10 (Image.LINEAR) and setuptools<81 (pkg_resources in model_zoo).
+DEPS=(
+  "numpy<3" "Pillow<10" "setuptools<81" wheel ninja
+  opencv-python-headless pycocotools matplotlib
+  "fvcore>=0.1.5,<0.1.6" "iopath>=0.1.7,<0.1.10" "yacs>=0.1.8" termcolor tabulate
+  cloudpickle tqdm tensorboard "omegaconf>=2.1" "hydra-core>=1.1" psutil
+  pytest pytest-timeout
+)
+deps_stamp="$VENV/.segzoo-deps-$(printf '%s\n' "${DEPS[@]}" | sha1sum | cut -c1-16)"
+if [ ! -f "$deps_stamp" ]; then
+  log "installing dependencies"
+  pipq install "torch==$TORCH_VERSION" "${DEPS[@]}"
+  rm -f "$VENV"/.segzoo-deps-*
+  touch "$deps_stamp"
+fi
+
+# 3. Detectron2: keep a working install; else upstream from git if reachable;
+#    else the registry's sdist of v0.6 (Python files only) built without its
+#    C++ extension and with its model-zoo configs kept.
+d2_ok() {
+  "$PY" - <<'PYEOF' 2>/dev/null
+import importlib.util, os, sys
+spec = importlib.util.find_spec("detectron2")
+if spec is None:
+    sys.exit(1)
+cfg = os.path.join(os.path.dirname(spec.origin), "model_zoo", "configs", "Base-RCNN-FPN.yaml")
+sys.exit(0 if os.path.exists(cfg) else 1)
+PYEOF
+}
+if d2_ok; then
+  log "detectron2 already installed"
+elif timeout 15 git ls-remote "$D2_GIT" HEAD >/dev/null 2>&1; then
+  log "installing detectron2 from $D2_GIT"
+  pipq install --no-build-isolation "git+$D2_GIT"
+else
+  log "github not reachable: installing $D2_SDIST (no compiled ops)"
+  src="$VENV/src"
+  rm -rf "$src/d2" && mkdir -p "$src/d2"
+  pipq download --no-deps --no-binary :all: --no-build-isolation -d "$src/d2" "$D2_SDIST"
+  tar -xzf "$src"/d2/pb1-detectron2-*.tar.gz -C "$src/d2"
+  d2dir=$(ls -d "$src"/d2/pb1-detectron2-*/)
+  "$PY" - "$d2dir/setup.py" <<'PYEOF'
+import sys
+path = sys.argv[1]
+text = open(path).read()
+patches = {
+    # the sdist ships no C++/CUDA sources
+    "ext_modules=get_extensions(),": "ext_modules=[],",
+    # keep detectron2/model_zoo/configs (the sdist has no top-level configs/)
+    'package_data={"detectron2.model_zoo": get_model_zoo_configs()},':
+        'package_data={"detectron2.model_zoo": ["configs/*.yaml", "configs/**/*.yaml", "configs/**/*.py"]},',
+}
+for old, new in patches.items():
+    if old not in text:
+        sys.exit(f"unexpected detectron2 setup.py: {old!r} not found")
+    text = text.replace(old, new)
+open(path, "w").write(text)
+PYEOF
+  pipq install --no-build-isolation --no-deps "$d2dir"
+  d2_ok || { echo "[setup] detectron2 install has no model-zoo configs" >&2; exit 1; }
+fi
+
+# 4. This project, editable, with its extension.
+if [ "${FORCE_CUDA:-0}" = "1" ]; then
+  export CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
+  nv_inc=$("$PY" -c "import os, nvidia; print(os.path.join(list(nvidia.__path__)[0], 'cu13', 'include'))" 2>/dev/null || true)
+  [ -n "$nv_inc" ] && [ -d "$nv_inc" ] && export CPATH="$nv_inc${CPATH:+:$CPATH}"
+  export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
+fi
+export MAX_JOBS=${MAX_JOBS:-$(nproc)}
+ext_stamp="$VENV/.segzoo-ext-$(hash_of setup.py $(find csrc -type f | sort))"
+if [ -f "$ext_stamp" ] && "$PY" -c "import segzoo._C" 2>/dev/null; then
+  log "segzoo already built"
+else
+  log "building segzoo (FORCE_CUDA=${FORCE_CUDA:-0})"
+  start=$(date +%s)
+  "$PY" -m pip --disable-pip-version-check install --no-build-isolation --no-deps -e . \
+    2> >(grep -v "^WARNING: Location" >&2) | grep -v "^Requirement already\|^Looking in\|^Obtaining" || true
+  "$PY" -c "import segzoo._C" || { echo "[setup] segzoo._C failed to load" >&2; exit 1; }
+  rm -f "$VENV"/.segzoo-ext-*
+  touch "$ext_stamp"
+  log "built in $(( $(date +%s) - start ))s"
+fi
+"$PY" -c "import segzoo, torch, detectron2; print('[setup] ok: torch', torch.__version__, '| detectron2', detectron2.__version__, '| segzoo CUDA kernels:', segzoo.ops.cuda_compiled())"
