@@ -1,0 +1,97 @@
+"""Dataset registration: the synthetic shapes splits and any COCO-format dataset."""
+import logging
+import os
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import load_coco_json, register_coco_instances
+
+from ..errors import UserError
+from .shapes import SHAPE_CLASSES, ShapesSpec, generate_shapes, shapes_split_dir
+
+__all__ = [
+    "DEFAULT_DATASETS_ROOT",
+    "DEFAULT_SHAPES_SPECS",
+    "ensure_dataset_files",
+    "register_coco_dataset",
+    "register_shapes",
+    "register_default_shapes",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DATASETS_ROOT = os.environ.get(
+    "SEGZOO_DATASETS", os.path.join(os.path.expanduser("~"), ".cache", "segzoo", "datasets")
+)
+# shapes_train / shapes_val as registered on import; DATASETS.SHAPES.* in a config
+# re-registers them with other sizes.
+DEFAULT_SHAPES_SPECS = {
+    "train": ShapesSpec(num_images=1000, seed=0),
+    "val": ShapesSpec(num_images=100, seed=1),
+}
+
+
+def register_shapes(name: str, split: str, spec: ShapesSpec, root: str = None) -> None:
+    """Register a shapes split under ``name``; its files are generated on first use."""
+    root = os.path.expanduser(root or DEFAULT_DATASETS_ROOT)
+    folder = shapes_split_dir(root, split, spec)
+    json_file = os.path.join(folder, "instances.json")
+    image_root = os.path.join(folder, "images")
+
+    def load():
+        generate_shapes(root, split, spec)
+        return load_coco_json(json_file, image_root, name)
+
+    if name in DatasetCatalog.list():
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+    DatasetCatalog.register(name, load)
+    MetadataCatalog.get(name).set(
+        json_file=json_file,
+        image_root=image_root,
+        evaluator_type="coco",
+        thing_classes=list(SHAPE_CLASSES),
+        shapes=dict(root=root, split=split, spec=spec),
+    )
+
+
+def register_default_shapes(root: str = None, num_train: int = None, num_val: int = None,
+                            image_size: int = None, seed: int = None) -> None:
+    for split, name in (("train", "shapes_train"), ("val", "shapes_val")):
+        base = DEFAULT_SHAPES_SPECS[split]
+        n = {"train": num_train, "val": num_val}[split]
+        spec = ShapesSpec(
+            num_images=n or base.num_images,
+            image_size=image_size or base.image_size,
+            max_instances=base.max_instances,
+            empty_fraction=base.empty_fraction,
+            min_object_size=base.min_object_size,
+            max_object_size=base.max_object_size,
+            seed=base.seed if seed is None else base.seed + seed,
+        )
+        register_shapes(name, split, spec, root)
+
+
+def ensure_dataset_files(name: str) -> None:
+    """Make sure a registered dataset's files exist (generates shapes splits)."""
+    meta = MetadataCatalog.get(name)
+    shapes = meta.get("shapes")
+    if shapes is not None:
+        generate_shapes(shapes["root"], shapes["split"], shapes["spec"])
+
+
+def register_coco_dataset(name: str, json_file: str, image_root: str) -> None:
+    """Register a COCO-format instances dataset, with clear errors for wrong paths."""
+    json_file = os.path.abspath(os.path.expanduser(json_file))
+    image_root = os.path.abspath(os.path.expanduser(image_root))
+    if not os.path.isfile(json_file):
+        raise UserError(f"dataset '{name}': annotation file not found: {json_file}")
+    if not os.path.isdir(image_root):
+        raise UserError(f"dataset '{name}': image folder not found: {image_root}")
+    if name in DatasetCatalog.list():
+        meta = MetadataCatalog.get(name)
+        if meta.get("json_file") == json_file and meta.get("image_root") == image_root:
+            return
+        raise UserError(
+            f"dataset '{name}' is already registered with other files; pick another name"
+        )
+    register_coco_instances(name, {}, json_file, image_root)

@@ -1,0 +1,20 @@
+"""Detectron2's DatasetMapper, with a clear error for images that cannot be read."""
+from detectron2.data import DatasetMapper
+
+from ..errors import UserError
+
+__all__ = ["CheckedDatasetMapper"]
+
+
+class CheckedDatasetMapper(DatasetMapper):
+    """Same as :class:`detectron2.data.DatasetMapper`; an unreadable or missing image raises
+    :class:`segzoo.errors.UserError` naming the file instead of a bare PIL/OS error."""
+
+    def __call__(self, dataset_dict):
+        try:
+            return super().__call__(dataset_dict)
+        except (OSError, ValueError, SyntaxError) as e:
+            name = dataset_dict.get("file_name", "?")
+            if isinstance(e, ValueError) and "image" not in str(e).lower():
+                raise
+            raise UserError(f"cannot read image {name}: {e}. Fix or remove it from the dataset.") from e
