@@ -1,0 +1,106 @@
+"""Config helpers: ``get_cfg`` with every plugin's keys, and Detectron2 base configs by name.
+
+Our yaml files ``_BASE_`` on Detectron2's own configs as ``detectron2://<path>``, e.g.
+``_BASE_: "detectron2://Base-RCNN-FPN.yaml"``, resolved through
+``detectron2.model_zoo.get_config_file`` so they work wherever Detectron2 is installed.
+"""
+import logging
+import os
+import tempfile
+
+import yaml
+from detectron2.config import CfgNode as _D2CfgNode
+from detectron2.config import get_cfg as _d2_get_cfg
+
+from .errors import UserError
+
+__all__ = ["CfgNode", "add_segzoo_config", "get_cfg", "load_config"]
+
+logger = logging.getLogger(__name__)
+
+D2_BASE_PREFIX = "detectron2://"
+
+
+
+class CfgNode(_D2CfgNode):
+    """Detectron2's CfgNode that also resolves ``_BASE_: "detectron2://..."``."""
+
+    @classmethod
+    def load_yaml_with_base(cls, filename: str, allow_unsafe: bool = False):
+        with open(filename) as f:
+            raw = yaml.safe_load(f) or {}
+        base = raw.get("_BASE_") if isinstance(raw, dict) else None
+        if isinstance(base, str) and base.startswith(D2_BASE_PREFIX):
+            from detectron2 import model_zoo
+
+            try:
+                raw["_BASE_"] = model_zoo.get_config_file(base[len(D2_BASE_PREFIX):])
+            except RuntimeError as e:
+                raise UserError(f"{filename}: base config {base} not found in Detectron2's model zoo") from e
+            with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as tmp:
+                yaml.safe_dump(raw, tmp)
+            try:
+                return super().load_yaml_with_base(tmp.name, allow_unsafe=allow_unsafe)
+            finally:
+                os.unlink(tmp.name)
+        return super().load_yaml_with_base(filename, allow_unsafe=allow_unsafe)
+
+
+def add_segzoo_config(cfg) -> None:
+    """Keys shared by all plugins: datasets from the command line / config, shapes sizes."""
+    from detectron2.config import CfgNode as CN
+
+    # [[name, instances_json, image_root], ...]: COCO-format datasets registered before use.
+    cfg.DATASETS.COCO_FORMAT = []
+    cfg.DATASETS.SHAPES = CN()
+    cfg.DATASETS.SHAPES.ROOT = ""  # "" = $SEGZOO_DATASETS or ~/.cache/segzoo/datasets
+    cfg.DATASETS.SHAPES.NUM_TRAIN = 0  # 0 = default (1000)
+    cfg.DATASETS.SHAPES.NUM_VAL = 0  # 0 = default (100)
+    cfg.DATASETS.SHAPES.IMAGE_SIZE = 0  # 0 = default (256)
+    cfg.DATASETS.SHAPES.SEED = 0
+    # "coco" (bbox + segm via COCOEvaluator) or any name registered in segzoo.engine.EVALUATORS
+    cfg.TEST.EVALUATOR = "coco"
+    # "SGD" (Detectron2's) or "AdamW"; AdamW converges much faster when training from scratch
+    cfg.SOLVER.OPTIMIZER = "SGD"
+    cfg.TEST.VIS_PERIOD = 0
+
+
+def get_cfg() -> CfgNode:
+    """Detectron2's default config plus the keys of every installed plugin."""
+    from .plugins import add_plugin_configs
+
+    cfg = CfgNode(_d2_get_cfg())
+    add_segzoo_config(cfg)
+    add_plugin_configs(cfg)
+    return cfg
+
+
+def load_config(config_file: str = "", opts=None) -> CfgNode:
+    """get_cfg() + merge a file and ``KEY VALUE`` overrides, with one-line errors."""
+    cfg = get_cfg()
+    if config_file:
+        if not os.path.isfile(config_file):
+            raise UserError(f"config file not found: {config_file}")
+        try:
+            cfg.merge_from_file(config_file)
+        except KeyError as e:
+            raise UserError(f"{config_file}: {_key_error(e)}") from e
+    if opts:
+        if len(opts) % 2:
+            raise UserError(f"overrides must be KEY VALUE pairs, got an odd number: {opts}")
+        try:
+            cfg.merge_from_list(list(opts))
+        except KeyError as e:
+            raise UserError(f"command line: {_key_error(e)}") from e
+        except (ValueError, AssertionError) as e:
+            raise UserError(f"command line: {e}") from e
+    return cfg
+
+
+def _key_error(e: KeyError) -> str:
+    msg = e.args[0] if e.args else str(e)
+    if "Non-existent config key" in str(msg):
+        key = str(msg).split(":", 1)[-1].strip()
+        return (f"unknown config key {key} (misspelt, or its plugin is not installed: "
+                "run `make setup`)")
+    return str(msg)

@@ -1,0 +1,7 @@
+"""Shared modeling pieces (registered on import)."""
+from .poolers import POOLER_TYPES, ROIPooler  # noqa: F401
+from .backbone import (  # noqa: F401
+    build_slim_resnet_backbone,
+    build_slim_resnet_fpn_backbone,
+    build_slim_resnet_fpn_p67_backbone,
+)
