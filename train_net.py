@@ -16,7 +16,6 @@ Your own COCO-format data, no Python needed:
         DATASETS.TRAIN "('mydata_train',)" DATASETS.TEST "('mydata_val',)" \
         MODEL.ROI_HEADS.NUM_CLASSES 3
 """
-import logging
 import sys
 
 import segzoo  # noqa: F401  (Detectron2 compat, datasets, shared modules; must come first)
@@ -69,7 +68,6 @@ def _run_main(args):
         # DataLoader workers re-raise with their traceback in the message: keep the last line.
         lines = [l for l in str(e).splitlines() if l.strip()]
         msg = lines[-1].split("UserError: ", 1)[-1] if lines else repr(e)
-        logging.getLogger("segzoo").error(msg)
         print(f"error: {msg}", file=sys.stderr)
         sys.exit(2)
 

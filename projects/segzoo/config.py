@@ -90,17 +90,17 @@ def load_config(config_file: str = "", opts=None) -> CfgNode:
             raise UserError(f"overrides must be KEY VALUE pairs, got an odd number: {opts}")
         try:
             cfg.merge_from_list(list(opts))
-        except KeyError as e:
+        except (KeyError, AssertionError) as e:  # yacs asserts on unknown keys in merge_from_list
             raise UserError(f"command line: {_key_error(e)}") from e
-        except (ValueError, AssertionError) as e:
+        except ValueError as e:
             raise UserError(f"command line: {e}") from e
     return cfg
 
 
-def _key_error(e: KeyError) -> str:
+def _key_error(e: Exception) -> str:
     msg = e.args[0] if e.args else str(e)
-    if "Non-existent config key" in str(msg):
-        key = str(msg).split(":", 1)[-1].strip()
+    if "Non-existent config key" in str(msg) or "Non-existent key" in str(msg):
+        key = str(msg).split(":", 1)[-1].strip().strip("'\"")
         return (f"unknown config key {key} (misspelt, or its plugin is not installed: "
                 "run `make setup`)")
     return str(msg)

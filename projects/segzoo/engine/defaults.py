@@ -92,6 +92,14 @@ class Trainer(DefaultTrainer):
         return build_detection_test_loader(cfg, dataset_name, mapper=CheckedDatasetMapper(cfg, False))
 
 
+class _HideUserErrorTracebacks(logging.Filter):
+    """Detectron2's training loop logs every exception with its traceback before re-raising;
+    for a UserError the one-line message printed by train_net.py says everything."""
+
+    def filter(self, record):
+        return not (record.exc_info and isinstance(record.exc_info[1], UserError))
+
+
 def setup_cfg(args):
     """Load the config (all plugin keys known), register datasets, freeze, default_setup."""
     cfg = load_config(args.config_file, args.opts)
@@ -101,4 +109,5 @@ def setup_cfg(args):
         cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
     default_setup(cfg, args)
+    logging.getLogger("detectron2.engine.train_loop").addFilter(_HideUserErrorTracebacks())
     return cfg
