@@ -10,6 +10,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "../roi_align_family_common.h"
 
@@ -25,6 +26,30 @@ constexpr int kThreads = 256;
 inline int num_blocks(int64_t n) {
   const int64_t blocks = (n + kThreads - 1) / kThreads;
   return static_cast<int>(std::min<int64_t>(std::max<int64_t>(blocks, 1), 65535));
+}
+
+// Decodes a flat (n, c, ph, pw) output index and loads its RoI in acc_t.
+template <typename scalar_t>
+struct OutputElement {
+  int pw, ph, c;
+  int64_t n, batch;
+  at::opmath_type<scalar_t> roi[5];
+};
+
+template <typename scalar_t>
+__device__ inline OutputElement<scalar_t> decode_output_element(
+    int64_t index, const scalar_t* __restrict__ rois, int channels,
+    int pooled_height, int pooled_width) {
+  OutputElement<scalar_t> e;
+  e.pw = index % pooled_width;
+  e.ph = (index / pooled_width) % pooled_height;
+  e.c = (index / pooled_width / pooled_height) % channels;
+  e.n = index / pooled_width / pooled_height / channels;
+#pragma unroll
+  for (int i = 0; i < 5; ++i)
+    e.roi[i] = static_cast<at::opmath_type<scalar_t>>(rois[e.n * 5 + i]);
+  e.batch = static_cast<int64_t>(e.roi[0]);
+  return e;
 }
 
 template <typename scalar_t>
@@ -48,15 +73,11 @@ __global__ void forward_kernel(
   for (int64_t index = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
        index < nthreads;
        index += static_cast<int64_t>(blockDim.x) * gridDim.x) {
-    const int pw = index % pooled_width;
-    const int ph = (index / pooled_width) % pooled_height;
-    const int c = (index / pooled_width / pooled_height) % channels;
-    const int64_t n = index / pooled_width / pooled_height / channels;
-
-    acc_t roi[5];
-#pragma unroll
-    for (int i = 0; i < 5; ++i) roi[i] = static_cast<acc_t>(rois[n * 5 + i]);
-    const int64_t b = static_cast<int64_t>(roi[0]);
+    const OutputElement<scalar_t> e =
+        decode_output_element(index, rois, channels, pooled_height, pooled_width);
+    const int pw = e.pw, ph = e.ph, c = e.c;
+    const acc_t* roi = e.roi;
+    const int64_t b = e.batch;
     if (b < 0 || b >= batch_size) {  // rejected by the Python wrapper; stay memory-safe
       output[index] = static_cast<scalar_t>(0);
       if (argmax) argmax[index] = -1;
@@ -67,7 +88,7 @@ __global__ void forward_kernel(
     if (mode == kPool) {
       const PoolBin bin = pool_bin<acc_t>(
           roi, spatial_scale, pooled_height, pooled_width, height, width, ph, pw);
-      acc_t best = bin.empty() ? acc_t(0) : -at::numeric_limits<acc_t>::max();
+      acc_t best = bin.empty() ? acc_t(0) : -std::numeric_limits<acc_t>::max();
       int best_idx = -1;
       for (int h = bin.hstart; h < bin.hend; ++h)
         for (int w = bin.wstart; w < bin.wend; ++w) {
@@ -154,15 +175,11 @@ __global__ void backward_kernel(
   for (int64_t index = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
        index < nthreads;
        index += static_cast<int64_t>(blockDim.x) * gridDim.x) {
-    const int pw = index % pooled_width;
-    const int ph = (index / pooled_width) % pooled_height;
-    const int c = (index / pooled_width / pooled_height) % channels;
-    const int64_t n = index / pooled_width / pooled_height / channels;
-
-    acc_t roi[5];
-#pragma unroll
-    for (int i = 0; i < 5; ++i) roi[i] = static_cast<acc_t>(rois[n * 5 + i]);
-    const int64_t b = static_cast<int64_t>(roi[0]);
+    const OutputElement<scalar_t> e =
+        decode_output_element(index, rois, channels, pooled_height, pooled_width);
+    const int pw = e.pw, ph = e.ph, c = e.c;
+    const acc_t* roi = e.roi;
+    const int64_t b = e.batch;
     if (b < 0 || b >= batch_size) continue;
     scalar_t* dst = grad_input + (b * channels + c) * static_cast<int64_t>(height) * width;
     const acc_t gv = static_cast<acc_t>(grad[index]);
