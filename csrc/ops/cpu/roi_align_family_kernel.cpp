@@ -131,10 +131,10 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(
   const int PH = static_cast<int>(pooled_height);
   const int PW = static_cast<int>(pooled_width);
 
-  at::Tensor output =
-      at::zeros({num_rois, channels, PH, PW}, input.options());
+  // every element is written below (empty RoIPool bins included)
+  at::Tensor output = at::empty({num_rois, channels, PH, PW}, input.options());
   at::Tensor argmax = mode_has_argmax(mode)
-      ? at::full({num_rois, channels, PH, PW}, -1, input.options().dtype(at::kInt))
+      ? at::empty({num_rois, channels, PH, PW}, input.options().dtype(at::kInt))
       : at::empty({0}, input.options().dtype(at::kInt));
   if (output.numel() == 0) return std::make_tuple(output, argmax);
   check_batch_indices(rois, input.size(0));
@@ -168,7 +168,11 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(
             const T* src = in_b + c * plane;
             for (int64_t k = 0; k < bins; ++k) {
               const PoolBin& bin = pbins[k];
-              if (bin.empty()) continue;  // output 0, argmax -1
+              if (bin.empty()) {
+                out_n[c * bins + k] = 0;
+                am_n[c * bins + k] = -1;
+                continue;
+              }
               T best = -std::numeric_limits<T>::max();
               int best_idx = -1;
               for (int h = bin.hstart; h < bin.hend; ++h)
@@ -196,15 +200,22 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(
           const PreCalc<T>* p = pre.data();
           for (int64_t k = 0; k < bins; ++k) {
             if (mode == kAlignMax) {
+              // branchless running max (the comparisons are data-dependent and
+              // would mispredict); ties keep the first sample, as in RoIPool
               T best = 0;
               int best_s = -1;
-              for (int s = 0; s < nsamp; ++s, ++p) {
+              if (nsamp > 0) {
+                best = p->w1 * src[p->pos1] + p->w2 * src[p->pos2] +
+                    p->w3 * src[p->pos3] + p->w4 * src[p->pos4];
+                best_s = 0;
+                ++p;
+              }
+              for (int s = 1; s < nsamp; ++s, ++p) {
                 const T v = p->w1 * src[p->pos1] + p->w2 * src[p->pos2] +
                     p->w3 * src[p->pos3] + p->w4 * src[p->pos4];
-                if (best_s < 0 || v > best) {
-                  best = v;
-                  best_s = s;
-                }
+                const bool better = v > best;
+                best = better ? v : best;
+                best_s = better ? s : best_s;
               }
               out_n[c * bins + k] = best;
               am_n[c * bins + k] = best_s;
