@@ -1,10 +1,8 @@
 """Bad input gets one clear line on stderr and exit status 2, never a traceback."""
 import json
-import os
 
 import cv2
 import numpy as np
-import pytest
 
 from conftest import run_train_net
 

@@ -11,15 +11,15 @@ import subprocess
 import sys
 import time
 
+import segzoo  # noqa: F401  (first: Detectron2 compat, datasets)
+import torch
+from detectron2.data import DatasetCatalog
+from detectron2.engine import DefaultPredictor
+
+from segzoo.config import load_config
+from segzoo.engine.visualize import write_visualizations
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-import segzoo  # noqa: E402,F401
-from detectron2.data import DatasetCatalog  # noqa: E402
-from detectron2.engine import DefaultPredictor  # noqa: E402
-
-from segzoo.config import load_config  # noqa: E402
-from segzoo.engine.visualize import write_visualizations  # noqa: E402
 
 # name -> config; `make demo` trains each in turn
 DEMO_RUNS = [
@@ -68,8 +68,6 @@ def main():
 
         cfg = load_config(os.path.join(REPO, config), ["OUTPUT_DIR", out_dir,
                                                        "MODEL.WEIGHTS", os.path.join(out_dir, "model_final.pth")])
-        import torch
-
         if not torch.cuda.is_available():
             cfg.MODEL.DEVICE = "cpu"
         predictor = DefaultPredictor(cfg)

@@ -5,3 +5,11 @@ from .backbone import (  # noqa: F401
     build_slim_resnet_fpn_backbone,
     build_slim_resnet_fpn_p67_backbone,
 )
+
+__all__ = [
+    "POOLER_TYPES",
+    "ROIPooler",
+    "build_slim_resnet_backbone",
+    "build_slim_resnet_fpn_backbone",
+    "build_slim_resnet_fpn_p67_backbone",
+]
