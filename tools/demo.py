@@ -5,7 +5,6 @@ and write visualisations of their predictions.
 Each run lives in <output>/<name>; rerunning resumes unfinished runs and re-evaluates finished ones.
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from detectron2.data import DatasetCatalog
 from detectron2.engine import DefaultPredictor
 
 from segzoo.config import load_config
+from segzoo.engine import last_eval_metrics
 from segzoo.engine.visualize import write_visualizations
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,18 +25,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_RUNS = [
     ("mask_rcnn", "configs/MaskRCNN/shapes_R_18_FPN.yaml"),
 ]
-
-
-def final_metrics(out_dir):
-    path = os.path.join(out_dir, "metrics.json")
-    last = {}
-    if os.path.isfile(path):
-        with open(path) as f:
-            for line in f:
-                m = json.loads(line)
-                if any(k.startswith("segm/") or k.startswith("bbox/") for k in m):
-                    last = m
-    return last
 
 
 def main():
@@ -64,7 +52,7 @@ def main():
         if r.returncode != 0:
             sys.exit(f"[demo] {name}: train_net.py failed with status {r.returncode}")
         train_s = time.time() - t
-        metrics = final_metrics(out_dir)
+        metrics = last_eval_metrics(out_dir)
 
         cfg = load_config(os.path.join(REPO, config), ["OUTPUT_DIR", out_dir,
                                                        "MODEL.WEIGHTS", os.path.join(out_dir, "model_final.pth")])

@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 
+from segzoo.engine import last_eval_metrics
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TYPES = ["ROIPool", "ROIWarp", "ROIAlign", "ROIAlignMax", "ROIAlignV2"]
 DESCRIPTION = {
@@ -21,17 +23,6 @@ DESCRIPTION = {
     "ROIAlignMax": "bilinear max, aligned",
     "ROIAlignV2": "bilinear avg, aligned",
 }
-
-
-def last_eval(out_dir):
-    res = {}
-    path = os.path.join(out_dir, "metrics.json")
-    if os.path.isfile(path):
-        for line in open(path):
-            m = json.loads(line)
-            if "segm/AP" in m:
-                res = m
-    return res
 
 
 def main():
@@ -50,7 +41,7 @@ def main():
         print(f"[ablation] {t}: {' '.join(cmd[1:])}", flush=True)
         if subprocess.run(cmd, cwd=REPO).returncode != 0:
             sys.exit(f"[ablation] {t} failed")
-        m = last_eval(out)
+        m = last_eval_metrics(out)
         rows.append(dict(pooler=t, **{k: m.get(k) for k in
                                        ("segm/AP", "segm/AP50", "segm/AP75", "bbox/AP", "bbox/AP75")}))
     print("\n| pooler | op | mask AP | mask AP50 | mask AP75 | box AP | box AP75 |")
