@@ -1,5 +1,6 @@
 """C++/CUDA operators of segzoo and their Python wrappers."""
 from ._ext import cuda_compiled, load_extension
+from .blender import BLENDER_INTERP, blender, blender_composition
 from .roi_align_family import (
     ROI_MODES,
     ROIAlignFamily,
@@ -11,6 +12,9 @@ from .roi_align_family import (
 )
 
 __all__ = [
+    "BLENDER_INTERP",
+    "blender",
+    "blender_composition",
     "ROI_MODES",
     "ROIAlignFamily",
     "cuda_compiled",
