@@ -21,6 +21,7 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 PACKAGE_DIRS = {
     "segzoo": "projects/segzoo",
     "maskrcnn_roialign": "projects/MaskRCNN/maskrcnn_roialign",
+    "blendmask": "projects/BlendMask/blendmask",
 }
 
 

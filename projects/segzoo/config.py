@@ -27,8 +27,12 @@ class CfgNode(_D2CfgNode):
 
     @classmethod
     def load_yaml_with_base(cls, filename: str, allow_unsafe: bool = False):
-        with open(filename) as f:
-            raw = yaml.safe_load(f) or {}
+        try:
+            with open(filename) as f:
+                raw = yaml.safe_load(f) or {}
+        except yaml.constructor.ConstructorError:
+            # e.g. Detectron2's own base files use python tags: they have no detectron2:// base
+            return super().load_yaml_with_base(filename, allow_unsafe=allow_unsafe)
         base = raw.get("_BASE_") if isinstance(raw, dict) else None
         if isinstance(base, str) and base.startswith(D2_BASE_PREFIX):
             from detectron2 import model_zoo

@@ -7,6 +7,7 @@ __all__ = ["PLUGINS", "import_plugins", "add_plugin_configs"]
 # package -> name of its add_<name>_config(cfg) function (None: no config keys of its own)
 PLUGINS = {
     "maskrcnn_roialign": None,
+    "blendmask": "add_blendmask_config",
 }
 
 

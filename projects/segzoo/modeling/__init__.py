@@ -1,5 +1,6 @@
 """Shared modeling pieces (registered on import)."""
 from .poolers import POOLER_TYPES, ROIPooler  # noqa: F401
+from .distributed import reduce_mean, reduce_sum  # noqa: F401
 from .backbone import (  # noqa: F401
     build_slim_resnet_backbone,
     build_slim_resnet_fpn_backbone,
@@ -12,4 +13,6 @@ __all__ = [
     "build_slim_resnet_backbone",
     "build_slim_resnet_fpn_backbone",
     "build_slim_resnet_fpn_p67_backbone",
+    "reduce_mean",
+    "reduce_sum",
 ]

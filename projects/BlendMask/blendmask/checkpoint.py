@@ -1,0 +1,53 @@
+"""AdelaiDet checkpoint compatibility.
+
+Our module tree mirrors AdelaiDet's (``backbone``, ``top_layer``, ``basis_module.refine``
+/ ``tower`` / ``seg_head``, FCOS head towers and branches) except that the FCOS head lives
+at ``head.`` (Detectron2's ``DenseDetector`` convention) instead of
+``proposal_generator.fcos_head.``. :func:`convert_adelaidet_state_dict` renames an
+AdelaiDet BlendMask / FCOS state dict to ours; BlendMask and FCOS models also apply it
+automatically when loading (``MODEL.WEIGHTS: adelaidet_blendmask_R_50_3x.pth`` works).
+"""
+from collections import OrderedDict
+from typing import Dict, Mapping
+
+__all__ = ["convert_adelaidet_state_dict", "is_adelaidet_state_dict", "register_adelaidet_load_hook"]
+
+_PREFIXES = (
+    ("proposal_generator.fcos_head.", "head."),
+)
+# AdelaiDet keys with no counterpart here (buffers of its loss modules)
+_DROP_PREFIXES = ("proposal_generator.fcos_outputs.",)
+
+
+def is_adelaidet_state_dict(state_dict: Mapping) -> bool:
+    return any(k.startswith("proposal_generator.fcos_head.") for k in state_dict)
+
+
+def convert_adelaidet_state_dict(state_dict: Mapping) -> Dict:
+    """Rename AdelaiDet keys to ours; keys that are already ours pass unchanged."""
+    out = OrderedDict()
+    for k, v in state_dict.items():
+        if k.startswith(_DROP_PREFIXES):
+            continue
+        for old, new in _PREFIXES:
+            if k.startswith(old):
+                k = new + k[len(old):]
+                break
+        out[k] = v
+    return out
+
+
+def register_adelaidet_load_hook(module) -> None:
+    """Make ``module.load_state_dict`` (and Detectron2's checkpointer) accept AdelaiDet keys."""
+
+    def hook(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        sub = {k[len(prefix):]: k for k in list(state_dict) if k.startswith(prefix)}
+        if not is_adelaidet_state_dict(sub):
+            return
+        converted = convert_adelaidet_state_dict({k: state_dict[full] for k, full in sub.items()})
+        for full in sub.values():
+            del state_dict[full]
+        for k, v in converted.items():
+            state_dict[prefix + k] = v
+
+    module._register_load_state_dict_pre_hook(hook)
