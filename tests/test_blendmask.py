@@ -268,6 +268,12 @@ def test_adelaidet_checkpoint_keys_load(tmp_path):
     torch.testing.assert_close(sd["head.cls_tower.3.weight"], adelai["proposal_generator.fcos_head.cls_tower.3.weight"])
     torch.testing.assert_close(sd["top_layer.weight"], adelai["top_layer.weight"])
     torch.testing.assert_close(sd["basis_module.seg_head.6.bias"], adelai["basis_module.seg_head.6.bias"])
+    # fine-tuning on another number of classes: the 80-class layers are skipped, the rest loads
+    few = _model("R_50_1x.yaml", "MODEL.FCOS.NUM_CLASSES", "5", "MODEL.BASIS_MODULE.NUM_CLASSES", "5", seed=2)
+    before = few.head.cls_logits.weight.detach().clone()
+    DetectionCheckpointer(few).load(str(path))
+    assert torch.equal(few.head.cls_logits.weight, before)
+    torch.testing.assert_close(few.top_layer.weight, adelai["top_layer.weight"])
 
 
 @pytest.mark.parametrize(
@@ -285,3 +291,20 @@ def test_adelaidet_checkpoint_keys_load(tmp_path):
 def test_bad_config_values_are_named(opts, match):
     with pytest.raises(ValueError, match=match):
         _model("shapes_R_18.yaml", *opts)
+
+
+def test_converter_tool(tmp_path):
+    import subprocess
+    import sys
+
+    src = tmp_path / "adelai.pth"
+    torch.save({"model": {"proposal_generator.fcos_head.cls_logits.bias": torch.ones(5),
+                          "top_layer.bias": torch.zeros(3)}}, src)
+    dst = tmp_path / "ours.pth"
+    tool = os.path.join(REPO, "tools", "convert_adelaidet_blendmask.py")
+    r = subprocess.run([sys.executable, tool, str(src), str(dst)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    model = torch.load(dst, weights_only=False)["model"]
+    assert set(model) == {"head.cls_logits.bias", "top_layer.bias"}
+    r = subprocess.run([sys.executable, tool, str(dst), str(tmp_path / "x.pth")], capture_output=True, text=True)
+    assert r.returncode != 0 and "no AdelaiDet" in r.stderr

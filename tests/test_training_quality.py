@@ -29,3 +29,20 @@ def test_short_training_reaches_real_ap(tmp_path):
     assert final["segm/AP"] > 5.0, final
     assert final["bbox/AP"] > 6.0, final
     assert re.search(r"copypaste: Task: segm", r.stdout)
+
+
+@pytest.mark.slow
+def test_short_blendmask_training_reaches_real_mask_ap(tmp_path):
+    """BlendMask (slim R-18, FCOS + ProtoNet + fused blender), same 300-iteration schedule."""
+    r = run_train_net([
+        "--config-file", "configs/BlendMask/shapes_R_18.yaml",
+        "SOLVER.MAX_ITER", "300", "SOLVER.STEPS", "(225, 275)", "SOLVER.CHECKPOINT_PERIOD", "1000",
+        "SEED", "0", "DATALOADER.NUM_WORKERS", "1", "OUTPUT_DIR", str(tmp_path),
+    ], timeout=1200)
+    assert r.returncode == 0, r.stdout[-4000:]
+    metrics = [json.loads(l) for l in (tmp_path / "metrics.json").read_text().splitlines()]
+    mask_losses = [m["loss_mask"] for m in metrics if "loss_mask" in m]
+    assert sum(mask_losses[-3:]) / 3 < 0.8 * sum(mask_losses[:3]) / 3, mask_losses
+    final = [m for m in metrics if "segm/AP" in m][-1]
+    assert final["segm/AP"] > BLENDMASK_MIN_SEGM_AP, final
+    assert final["bbox/AP"] > BLENDMASK_MIN_BBOX_AP, final

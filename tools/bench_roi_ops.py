@@ -11,14 +11,13 @@ outputs, sampling ratio 2). Reports medians of repeated runs and ratios measured
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 import torch
 import torchvision
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from segzoo.benchmark import median_ms  # noqa: E402
 from segzoo.ops import roi_align_family  # noqa: E402
 
 
@@ -36,18 +35,7 @@ def make_inputs(args, device, dtype):
 
 
 def timeit(fn, device, repeats, warmup):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+    return median_ms(fn, device, repeats, warmup)
 
 
 def candidates(x, rois, out, scale, sr):

@@ -18,12 +18,14 @@ from detectron2.engine import DefaultPredictor
 from segzoo.config import load_config
 from segzoo.engine import last_eval_metrics
 from segzoo.engine.visualize import write_visualizations
+from segzoo.plugins import import_plugins
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # name -> config; `make demo` trains each in turn
 DEMO_RUNS = [
     ("mask_rcnn", "configs/MaskRCNN/shapes_R_18_FPN.yaml"),
+    ("blendmask", "configs/BlendMask/shapes_R_18.yaml"),
 ]
 
 
@@ -33,6 +35,7 @@ def main():
     p.add_argument("--num-vis", type=int, default=8, help="validation images to visualise per model")
     p.add_argument("--only", nargs="*", help="run only these demo names")
     args = p.parse_args()
+    import_plugins()  # registers the plugins' meta-architectures for DefaultPredictor
 
     t0 = time.time()
     for name in ("shapes_train", "shapes_val"):

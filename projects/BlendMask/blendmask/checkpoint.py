@@ -7,6 +7,7 @@ at ``head.`` (Detectron2's ``DenseDetector`` convention) instead of
 AdelaiDet BlendMask / FCOS state dict to ours; BlendMask and FCOS models also apply it
 automatically when loading (``MODEL.WEIGHTS: adelaidet_blendmask_R_50_3x.pth`` works).
 """
+import logging
 from collections import OrderedDict
 from typing import Dict, Mapping
 
@@ -38,7 +39,11 @@ def convert_adelaidet_state_dict(state_dict: Mapping) -> Dict:
 
 
 def register_adelaidet_load_hook(module) -> None:
-    """Make ``module.load_state_dict`` (and Detectron2's checkpointer) accept AdelaiDet keys."""
+    """Make ``module.load_state_dict`` (and Detectron2's checkpointer) accept AdelaiDet keys.
+
+    As Detectron2's checkpointer does for its own keys, renamed weights whose shape differs
+    from the model's (e.g. an 80-class COCO classifier loaded for fine-tuning on 5 classes)
+    are skipped with a warning and left at their initial values."""
 
     def hook(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
         sub = {k[len(prefix):]: k for k in list(state_dict) if k.startswith(prefix)}
@@ -47,7 +52,14 @@ def register_adelaidet_load_hook(module) -> None:
         converted = convert_adelaidet_state_dict({k: state_dict[full] for k, full in sub.items()})
         for full in sub.values():
             del state_dict[full]
+        own = module.state_dict()
         for k, v in converted.items():
+            if k in own and tuple(own[k].shape) != tuple(v.shape):
+                logging.getLogger(__name__).warning(
+                    "AdelaiDet weight %s has shape %s, the model's has %s: skipped",
+                    k, tuple(v.shape), tuple(own[k].shape),
+                )
+                continue
             state_dict[prefix + k] = v
 
     module._register_load_state_dict_pre_hook(hook)
