@@ -283,6 +283,8 @@ def test_adelaidet_checkpoint_keys_load(tmp_path):
         (("MODEL.FCOS.SIZES_OF_INTEREST", "[32]"), "SIZES_OF_INTEREST"),
         (("MODEL.BLENDMASK.POOLER_SCALES", "(0.125,)"), "POOLER_SCALES"),
         (("MODEL.BLENDMASK.BLENDER", "cuda"), "BLENDER"),
+        (("MODEL.FCOS.LOC_LOSS_TYPE", "l1"), "LOC_LOSS_TYPE"),
+        (("MODEL.FCOS.TOP_LEVELS", "3"), "TOP_LEVELS"),
         (("MODEL.BLENDMASK.TOP_INTERP", "bicubic"), "TOP_INTERP"),
         (("MODEL.FCOS.IN_FEATURES", "['p2', 'p3']"), "IN_FEATURES"),
         (("MODEL.BASIS_MODULE.IN_FEATURES", "['p4', 'p5']"), "COMMON_STRIDE"),
@@ -308,3 +310,13 @@ def test_converter_tool(tmp_path):
     assert set(model) == {"head.cls_logits.bias", "top_layer.bias"}
     r = subprocess.run([sys.executable, tool, str(dst), str(tmp_path / "x.pth")], capture_output=True, text=True)
     assert r.returncode != 0 and "no AdelaiDet" in r.stderr
+
+
+def test_bad_config_value_is_one_line_from_train_net(tmp_path):
+    from conftest import run_train_net
+
+    r = run_train_net(["--config-file", "configs/BlendMask/shapes_R_18.yaml", "MODEL.DEVICE", "cpu",
+                       "MODEL.FCOS.SIZES_OF_INTEREST", "[32, 64]", "OUTPUT_DIR", str(tmp_path)], timeout=300)
+    assert r.returncode == 2, r.stdout[-3000:]
+    assert "error: MODEL.FCOS.SIZES_OF_INTEREST needs 4 values for 5 levels" in r.stdout
+    assert "Traceback" not in r.stdout

@@ -1,6 +1,6 @@
 """User-facing errors: bad input that deserves one clear line, not a traceback."""
 
-__all__ = ["UserError"]
+__all__ = ["UserError", "ConfigError"]
 
 
 class UserError(Exception):
@@ -8,3 +8,7 @@ class UserError(Exception):
 
     ``train_net.py`` and the tools print it as a single line and exit with status 2.
     """
+
+
+class ConfigError(UserError, ValueError):
+    """A config value that cannot work (also a ``ValueError`` for code that builds models directly)."""

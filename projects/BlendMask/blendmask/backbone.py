@@ -7,6 +7,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, FPN
 from detectron2.modeling.backbone.fpn import LastLevelP6P7
 
+from segzoo.errors import ConfigError
 from segzoo.modeling import build_slim_resnet_backbone
 
 __all__ = ["LastLevelP6", "build_fcos_resnet_fpn_backbone"]
@@ -41,7 +42,7 @@ def build_fcos_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
     elif top_levels == 0:
         top_block = None
     else:
-        raise ValueError(f"MODEL.FCOS.TOP_LEVELS must be 0, 1 or 2, got {top_levels}")
+        raise ConfigError(f"MODEL.FCOS.TOP_LEVELS must be 0, 1 or 2, got {top_levels}")
     return FPN(
         bottom_up=bottom_up,
         in_features=cfg.MODEL.FPN.IN_FEATURES,

@@ -13,6 +13,8 @@ from torch.nn import functional as F
 from detectron2.layers import ShapeSpec
 from detectron2.structures import BitMasks, Instances, PolygonMasks
 
+from segzoo.errors import ConfigError
+
 from .layers import conv_block, norm_layer
 
 __all__ = ["ProtoNet", "semantic_targets"]
@@ -41,7 +43,7 @@ class ProtoNet(nn.Module):
         super().__init__()
         missing = [f for f in in_features if f not in input_shape]
         if missing:
-            raise ValueError(
+            raise ConfigError(
                 f"MODEL.BASIS_MODULE.IN_FEATURES {missing} are not backbone outputs "
                 f"{sorted(input_shape)}"
             )
@@ -60,7 +62,7 @@ class ProtoNet(nn.Module):
         if loss_on:
             sem_stride = input_shape[self.in_features[0]].stride
             if sem_stride != common_stride:
-                raise ValueError(
+                raise ConfigError(
                     f"MODEL.BASIS_MODULE.COMMON_STRIDE ({common_stride}) must equal the stride of "
                     f"{self.in_features[0]} ({sem_stride}), where the semantic head runs"
                 )
@@ -121,7 +123,7 @@ def semantic_targets(gt_instances: List[Instances], size, stride: int) -> Tensor
         if len(inst) == 0:
             continue
         if not inst.has("gt_masks"):
-            raise ValueError("the semantic loss needs gt_masks (set MODEL.MASK_ON: True)")
+            raise ConfigError("the semantic loss needs gt_masks (set MODEL.MASK_ON: True)")
         masks = _instance_bitmasks(inst)[:, ::stride, ::stride].to(device)
         h, w = min(masks.shape[1], H), min(masks.shape[2], W)
         masks = masks[:, :h, :w]

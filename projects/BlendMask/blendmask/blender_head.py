@@ -8,6 +8,7 @@ from torch.nn import functional as F
 
 from detectron2.structures import Instances
 
+from segzoo.errors import ConfigError
 from segzoo.modeling import ROIPooler, reduce_mean
 from segzoo.ops import blender as fused_blender
 from segzoo.ops import blender_composition
@@ -34,11 +35,11 @@ class Blender(nn.Module):
     ):
         super().__init__()
         if implementation not in BLENDERS:
-            raise ValueError(
+            raise ConfigError(
                 f"MODEL.BLENDMASK.BLENDER must be one of {sorted(BLENDERS)}, got {implementation!r}"
             )
         if interp not in ("bilinear", "nearest"):
-            raise ValueError(f"MODEL.BLENDMASK.TOP_INTERP must be bilinear or nearest, got {interp!r}")
+            raise ConfigError(f"MODEL.BLENDMASK.TOP_INTERP must be bilinear or nearest, got {interp!r}")
         self.num_bases = num_bases
         self.attn_size = attn_size
         self.resolution = bottom_resolution

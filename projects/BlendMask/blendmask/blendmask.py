@@ -5,6 +5,8 @@ from torch import nn
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
 
+from segzoo.errors import ConfigError
+
 from .basis_module import ProtoNet
 from .blender_head import Blender
 from .fcos import FCOS, flatten_levels
@@ -43,7 +45,7 @@ class BlendMask(FCOS):
         m = cfg.MODEL.BLENDMASK
         scale = 1.0 / basis.out_stride
         if m.POOLER_SCALES and (len(m.POOLER_SCALES) != 1 or abs(m.POOLER_SCALES[0] - scale) > 1e-9):
-            raise ValueError(
+            raise ConfigError(
                 f"MODEL.BLENDMASK.POOLER_SCALES {tuple(m.POOLER_SCALES)} must be ({scale},), the "
                 f"inverse stride of the bases (or empty to derive it)"
             )

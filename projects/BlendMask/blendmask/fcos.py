@@ -16,6 +16,7 @@ from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils.events import get_event_storage
 from fvcore.nn import sigmoid_focal_loss
 
+from segzoo.errors import ConfigError
 from segzoo.modeling import reduce_mean
 
 from .checkpoint import register_adelaidet_load_hook
@@ -41,7 +42,7 @@ def iou_loss(pred: Tensor, target: Tensor, loss_type: str = "giou") -> Tensor:
     if loss_type == "iou":
         return -torch.log(ious)
     if loss_type != "giou":
-        raise ValueError(f"MODEL.FCOS.LOC_LOSS_TYPE must be iou or giou, got {loss_type!r}")
+        raise ConfigError(f"MODEL.FCOS.LOC_LOSS_TYPE must be iou or giou, got {loss_type!r}")
     g_w = torch.max(pl, tl) + torch.max(pr, tr)
     g_h = torch.max(pb, tb) + torch.max(pt, tt)
     area_enclose = g_w * g_h + 1e-7
@@ -90,9 +91,11 @@ class FCOS(DenseDetector):
         shapes = backbone.output_shape()
         missing = [f for f in head_in_features if f not in shapes]
         if missing:
-            raise ValueError(
+            raise ConfigError(
                 f"MODEL.FCOS.IN_FEATURES {missing} are not backbone outputs {sorted(shapes)}"
             )
+        if loc_loss_type not in ("iou", "giou"):
+            raise ConfigError(f"MODEL.FCOS.LOC_LOSS_TYPE must be iou or giou, got {loc_loss_type!r}")
         self.strides = [shapes[f].stride for f in head_in_features]
         self.size_ranges = level_size_ranges(sizes_of_interest, len(head_in_features))
         self.num_classes = num_classes
@@ -115,10 +118,10 @@ class FCOS(DenseDetector):
         f = cfg.MODEL.FCOS
         missing = [x for x in f.IN_FEATURES if x not in shapes]
         if missing:
-            raise ValueError(f"MODEL.FCOS.IN_FEATURES {missing} are not backbone outputs {sorted(shapes)}")
+            raise ConfigError(f"MODEL.FCOS.IN_FEATURES {missing} are not backbone outputs {sorted(shapes)}")
         strides = [shapes[x].stride for x in f.IN_FEATURES]
         if f.FPN_STRIDES and list(f.FPN_STRIDES) != strides:
-            raise ValueError(
+            raise ConfigError(
                 f"MODEL.FCOS.FPN_STRIDES {list(f.FPN_STRIDES)} disagree with the strides of "
                 f"{list(f.IN_FEATURES)} in the backbone: {strides}"
             )

@@ -10,6 +10,8 @@ from torch.nn import functional as F
 
 from detectron2.layers import ShapeSpec
 
+from segzoo.errors import ConfigError
+
 from .layers import Scale, norm_layer
 
 __all__ = ["FCOSHead"]
@@ -50,7 +52,7 @@ class FCOSHead(nn.Module):
         super().__init__()
         channels = {s.channels for s in input_shape}
         if len(channels) != 1:
-            raise ValueError(f"FCOS head needs equal channels on every level, got {sorted(channels)}")
+            raise ConfigError(f"FCOS head needs equal channels on every level, got {sorted(channels)}")
         channels = channels.pop()
         self.num_classes = num_classes
         self.ctr_on_reg = ctr_on_reg

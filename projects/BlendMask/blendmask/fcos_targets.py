@@ -13,6 +13,8 @@ from torch import Tensor
 
 from detectron2.structures import Instances
 
+from segzoo.errors import ConfigError
+
 __all__ = ["compute_locations", "level_size_ranges", "fcos_targets", "centerness_targets"]
 
 INF = 100000000.0
@@ -28,7 +30,7 @@ def compute_locations(h: int, w: int, stride: int, device) -> Tensor:
 
 def level_size_ranges(sizes_of_interest: Sequence[float], num_levels: int) -> List[Tuple[float, float]]:
     if len(sizes_of_interest) != num_levels - 1:
-        raise ValueError(
+        raise ConfigError(
             f"MODEL.FCOS.SIZES_OF_INTEREST needs {num_levels - 1} values for {num_levels} levels, "
             f"got {list(sizes_of_interest)}"
         )
