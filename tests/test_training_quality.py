@@ -4,8 +4,8 @@ Mask R-CNN (slim R-18-FPN) with its box and mask heads pooling through segzoo's 
 (AlignFamilyROIHeads, ROIAlignV2), and BlendMask (slim R-18, FCOS + ProtoNet + the fused
 blender), 300 iterations each on shapes_train, evaluated on shapes_val, SEED 0.
 Measured on the 2-core CPU machine (about 3.3 min per test): Mask R-CNN segm AP 8.5 / box AP 9.7
-(an unseeded run of the same schedule gave 12.7 / 15.5); BlendMask segm AP 2.2 / box AP 4.3
-(dense one-stage training starts slower: at 1,000 iterations it reaches 18.5 / 23.2, see the README).
+(an unseeded run of the same schedule gave 12.7 / 15.5); BlendMask segm AP 2.3 / box AP 2.6
+(dense one-stage training starts slower: at 1,000 iterations it reaches about 25 / 29, see the README).
 Untrained, all are ~0. The thresholds sit at about 60% of the seeded results to absorb CPU
 nondeterminism.
 """
@@ -46,6 +46,6 @@ def test_short_training_reaches_real_ap(tmp_path):
 def test_short_blendmask_training_reaches_real_mask_ap(tmp_path):
     metrics, final = _train(tmp_path, "configs/BlendMask/shapes_R_18.yaml")
     mask_losses = [m["loss_mask"] for m in metrics if "loss_mask" in m]
-    assert _falls(mask_losses, 0.85), mask_losses  # measured 0.77
+    assert _falls(mask_losses, 0.85), mask_losses  # measured 0.74
     assert final["segm/AP"] > 1.3, final
-    assert final["bbox/AP"] > 2.5, final
+    assert final["bbox/AP"] > 1.5, final
