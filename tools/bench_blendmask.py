@@ -72,7 +72,6 @@ def bench_blender(args, device):
 
 
 def _build(config, opts, device):
-    from detectron2.checkpoint import DetectionCheckpointer  # noqa: F401
     from detectron2.modeling import build_model
 
     from segzoo.config import load_config

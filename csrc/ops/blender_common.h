@@ -1,4 +1,5 @@
-// Per-pixel math of the fused blender, shared by the CPU and CUDA kernels.
+// Interpolation taps and input checks of the fused blender (CPU and CUDA), and
+// the per-pixel forward / backward used by the CUDA kernels.
 //
 // Output pixel (y, x) of instance n reads the K crop values at (y, x) and the
 // K attention values interpolated at (y, x) from the Mh x Mw attention grid
