@@ -22,6 +22,7 @@ PACKAGE_DIRS = {
     "segzoo": "projects/segzoo",
     "maskrcnn_roialign": "projects/MaskRCNN/maskrcnn_roialign",
     "blendmask": "projects/BlendMask/blendmask",
+    "rdsnet": "projects/RDSNet/rdsnet",
 }
 
 

@@ -7,56 +7,21 @@ import pytest
 import torch
 
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.modeling import build_model
-from detectron2.structures import BitMasks, Boxes, Instances, PolygonMasks
-from detectron2.utils.events import EventStorage
+from detectron2.structures import BitMasks, Instances, PolygonMasks
 
 from blendmask import convert_adelaidet_state_dict, semantic_targets
-from segzoo.config import load_config
+from model_inputs import REPO, model_from, synthetic_batch, synthetic_image, train_step
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = os.path.join(REPO, "configs", "BlendMask")
-
-
-def _cfg(name, *opts):
-    cfg = load_config(os.path.join(CONFIGS, name), ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", *opts])
-    return cfg
+CONFIGS = "configs/BlendMask"
 
 
 def _model(name, *opts, seed=0):
-    torch.manual_seed(seed)
-    return build_model(_cfg(name, *opts))
+    return model_from(f"{CONFIGS}/{name}", *opts, seed=seed)
 
 
-def _image(h, w, boxes, classes, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    img = torch.rand(3, h, w, generator=g) * 60 + 40
-    masks = torch.zeros(len(boxes), h, w, dtype=torch.bool)
-    for i, (x0, y0, x1, y1) in enumerate(boxes):
-        masks[i, y0:y1, x0:x1] = True
-        img[:, y0:y1, x0:x1] = 200 - 40 * classes[i]
-    inst = Instances((h, w))
-    inst.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
-    inst.gt_classes = torch.tensor(classes, dtype=torch.int64)
-    inst.gt_masks = BitMasks(masks)
-    return {"image": img, "instances": inst, "height": h, "width": w}
-
-
-def _batch():
-    return [
-        _image(128, 160, [(10, 20, 60, 90), (70, 30, 150, 110), (40, 40, 56, 56)], [0, 2, 4]),
-        _image(128, 128, [(30, 30, 100, 100)], [1], seed=1),
-    ]
-
-
-def _step(model, batch):
-    model.train()
-    with EventStorage(0):
-        losses = model(batch)
-    total = sum(losses.values())
-    model.zero_grad()
-    total.backward()
-    return {k: float(v.detach()) for k, v in losses.items()}
+_image = synthetic_image
+_batch = synthetic_batch
+_step = train_step
 
 
 FAMILIES = [
@@ -143,16 +108,9 @@ def test_losses_fall_when_fitting_one_batch():
     batch = _batch()
     first = last = None
     for i in range(25):
-        model.train()
-        with EventStorage(i):
-            losses = model(batch)
-        total = sum(losses.values())
-        opt.zero_grad()
-        total.backward()
+        last = _step(model, batch, i)
         opt.step()
-        if first is None:
-            first = {k: float(v.detach()) for k, v in losses.items()}
-        last = {k: float(v.detach()) for k, v in losses.items()}
+        first = first or last
     assert sum(last.values()) < 0.6 * sum(first.values()), (first, last)
     assert last["loss_mask"] < 0.8 * first["loss_mask"], (first, last)
 

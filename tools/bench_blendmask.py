@@ -18,7 +18,6 @@ Medians of --repeats runs; ratios are against the baseline measured in the same 
 Writes a JSON file (--output) and prints Markdown tables.
 """
 import argparse
-import json
 import os
 import sys
 
@@ -26,7 +25,15 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import segzoo  # noqa: E402,F401
-from segzoo.benchmark import median_ms, peak_memory_mb, saved_for_backward_mb  # noqa: E402
+from segzoo.benchmark import (  # noqa: E402
+    add_run_args,
+    build_eval_model,
+    median_ms,
+    peak_memory_mb,
+    saved_for_backward_mb,
+    start_run,
+    write_json,
+)
 from segzoo.ops import blender, blender_composition  # noqa: E402
 
 PRESETS = {
@@ -71,18 +78,6 @@ def bench_blender(args, device):
     return rows
 
 
-def _build(config, opts, device):
-    from detectron2.modeling import build_model
-
-    from segzoo.config import load_config
-    from segzoo.plugins import import_plugins
-
-    import_plugins()
-    cfg = load_config(config, ["MODEL.DEVICE", device, "MODEL.WEIGHTS", "", *opts])
-    torch.manual_seed(0)
-    return build_model(cfg).eval()
-
-
 def bench_models(args, device):
     maskrcnn_cfg, blendmask_cfg = PRESETS[args.preset]
     g = torch.Generator().manual_seed(0)
@@ -92,12 +87,12 @@ def bench_models(args, device):
     for n in args.detections:
         row = {"detections": n}
         models = {
-            "maskrcnn": _build(maskrcnn_cfg, [
+            "maskrcnn": build_eval_model(maskrcnn_cfg, [
                 "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "MODEL.ROI_HEADS.NMS_THRESH_TEST", "1.0",
                 "TEST.DETECTIONS_PER_IMAGE", str(n),
                 "MODEL.RPN.POST_NMS_TOPK_TEST", str(max(1000, n)),
             ], device),
-            "blendmask": _build(blendmask_cfg, [
+            "blendmask": build_eval_model(blendmask_cfg, [
                 "MODEL.FCOS.INFERENCE_TH_TEST", "0.0", "MODEL.FCOS.NMS_TH", "1.0",
                 "MODEL.FCOS.POST_NMS_TOPK_TEST", str(n),
             ], device),
@@ -136,7 +131,6 @@ def markdown(blender_rows, model_rows, device):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--instances", type=int, nargs="+", default=[10, 100, 300])
     p.add_argument("--k", type=int, default=4)
     p.add_argument("--m", type=int, default=14)
@@ -145,22 +139,13 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=256, help="input image side for the model latency")
     p.add_argument("--detections", type=int, nargs="+", default=[10, 50, 100, 300])
     p.add_argument("--skip-models", action="store_true", help="only the blender benchmark")
-    p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave default)")
-    p.add_argument("--output", default="output/bench/blendmask.json")
+    add_run_args(p, "output/bench/blendmask.json")
     args = p.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        p.error("--device cuda needs a CUDA device")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"device {args.device}, torch threads {torch.get_num_threads()}", flush=True)
+    start_run(p, args)
     blender_rows = bench_blender(args, args.device)
     model_rows = [] if args.skip_models else bench_models(args, args.device)
     result = {"device": args.device, "args": vars(args), "blender": blender_rows, "inference": model_rows}
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump(result, f, indent=2)
+    write_json(args.output, result)
     print()
     print(markdown(blender_rows, model_rows, args.device))
     return result

@@ -1,11 +1,21 @@
 """Timing helpers shared by the benchmark scripts in tools/."""
+import json
+import os
 import statistics
 import time
 from typing import Callable
 
 import torch
 
-__all__ = ["median_ms", "peak_memory_mb", "saved_for_backward_mb"]
+__all__ = [
+    "add_run_args",
+    "build_eval_model",
+    "median_ms",
+    "peak_memory_mb",
+    "saved_for_backward_mb",
+    "start_run",
+    "write_json",
+]
 
 
 def median_ms(fn: Callable[[], object], device: str = "cpu", repeats: int = 10, warmup: int = 2) -> float:
@@ -45,3 +55,40 @@ def saved_for_backward_mb(fn: Callable[[], object]) -> float:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         fn()
     return sum(seen.values()) / 2**20
+
+
+def build_eval_model(config: str, opts=(), device: str = "cpu", seed: int = 0):
+    """A model in eval mode from a yaml config (every plugin registered), random weights."""
+    from detectron2.modeling import build_model
+
+    from .config import load_config
+    from .plugins import import_plugins
+
+    import_plugins()
+    cfg = load_config(config, ["MODEL.DEVICE", device, "MODEL.WEIGHTS", "", *opts])
+    torch.manual_seed(seed)
+    return build_model(cfg).eval()
+
+
+def add_run_args(parser, output: str, repeats: int = 10, warmup: int = 2) -> None:
+    """The flags every model benchmark takes: --device --repeats --warmup --threads --output."""
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave default)")
+    parser.add_argument("--output", default=output, help="JSON file with the results")
+
+
+def start_run(parser, args) -> None:
+    """Check the device, apply --threads, print what runs where."""
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda needs a CUDA device")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"device {args.device}, torch threads {torch.get_num_threads()}", flush=True)
+
+
+def write_json(path: str, obj) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2)

@@ -1,6 +1,6 @@
 """User-facing errors: bad input that deserves one clear line, not a traceback."""
 
-__all__ = ["UserError", "ConfigError"]
+__all__ = ["UserError", "ConfigError", "check_features"]
 
 
 class UserError(Exception):
@@ -12,3 +12,11 @@ class UserError(Exception):
 
 class ConfigError(UserError, ValueError):
     """A config value that cannot work (also a ``ValueError`` for code that builds models directly)."""
+
+
+def check_features(names, available, key: str) -> None:
+    """Raise a ConfigError naming ``key`` if any of ``names`` is not in ``available``
+    (e.g. the backbone's output shapes)."""
+    missing = [f for f in names if f not in available]
+    if missing:
+        raise ConfigError(f"{key} {missing} are not backbone outputs {sorted(available)}")

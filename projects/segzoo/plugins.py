@@ -8,6 +8,7 @@ __all__ = ["PLUGINS", "import_plugins", "add_plugin_configs"]
 PLUGINS = {
     "maskrcnn_roialign": None,
     "blendmask": "add_blendmask_config",
+    "rdsnet": "add_rdsnet_config",
 }
 
 

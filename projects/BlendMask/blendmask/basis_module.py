@@ -11,9 +11,10 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from detectron2.layers import ShapeSpec
-from detectron2.structures import BitMasks, Instances, PolygonMasks
+from detectron2.structures import Instances
 
-from segzoo.errors import ConfigError
+from segzoo.errors import ConfigError, check_features
+from segzoo.modeling.layers import instance_bitmasks
 
 from .layers import conv_block, norm_layer
 
@@ -41,12 +42,7 @@ class ProtoNet(nn.Module):
         common_stride: int = 8,
     ):
         super().__init__()
-        missing = [f for f in in_features if f not in input_shape]
-        if missing:
-            raise ConfigError(
-                f"MODEL.BASIS_MODULE.IN_FEATURES {missing} are not backbone outputs "
-                f"{sorted(input_shape)}"
-            )
+        check_features(in_features, input_shape, "MODEL.BASIS_MODULE.IN_FEATURES")
         self.in_features = list(in_features)
         self.num_bases = num_bases
         self.refine = nn.ModuleList(
@@ -98,19 +94,6 @@ class ProtoNet(nn.Module):
         return bases, losses
 
 
-def _instance_bitmasks(inst: Instances) -> Tensor:
-    """(G, h, w) bool masks at the instance set's image size."""
-    h, w = inst.image_size
-    masks = inst.gt_masks
-    if isinstance(masks, BitMasks):
-        return masks.tensor.bool()
-    if isinstance(masks, PolygonMasks):
-        return BitMasks.from_polygon_masks(masks, h, w).tensor.to(inst.gt_classes.device)
-    if isinstance(masks, Tensor):
-        return masks.bool()
-    raise TypeError(f"unsupported gt_masks type {type(masks).__name__}")
-
-
 @torch.no_grad()
 def semantic_targets(gt_instances: List[Instances], size, stride: int) -> Tensor:
     """(N, H, W) int64 class maps at ``stride`` (nearest sampling of the pixel grid):
@@ -124,7 +107,7 @@ def semantic_targets(gt_instances: List[Instances], size, stride: int) -> Tensor
             continue
         if not inst.has("gt_masks"):
             raise ConfigError("the semantic loss needs gt_masks (set MODEL.MASK_ON: True)")
-        masks = _instance_bitmasks(inst)[:, ::stride, ::stride].to(device)
+        masks = instance_bitmasks(inst)[:, ::stride, ::stride].to(device)
         h, w = min(masks.shape[1], H), min(masks.shape[2], W)
         masks = masks[:, :h, :w]
         area = masks.flatten(1).sum(dim=1)

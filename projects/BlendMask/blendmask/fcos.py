@@ -16,7 +16,7 @@ from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils.events import get_event_storage
 from fvcore.nn import sigmoid_focal_loss
 
-from segzoo.errors import ConfigError
+from segzoo.errors import ConfigError, check_features
 from segzoo.modeling import reduce_mean
 
 from .checkpoint import register_adelaidet_load_hook
@@ -89,11 +89,7 @@ class FCOS(DenseDetector):
     ):
         super().__init__(backbone, head, head_in_features, pixel_mean=pixel_mean, pixel_std=pixel_std)
         shapes = backbone.output_shape()
-        missing = [f for f in head_in_features if f not in shapes]
-        if missing:
-            raise ConfigError(
-                f"MODEL.FCOS.IN_FEATURES {missing} are not backbone outputs {sorted(shapes)}"
-            )
+        check_features(head_in_features, shapes, "MODEL.FCOS.IN_FEATURES")
         if loc_loss_type not in ("iou", "giou"):
             raise ConfigError(f"MODEL.FCOS.LOC_LOSS_TYPE must be iou or giou, got {loc_loss_type!r}")
         self.strides = [shapes[f].stride for f in head_in_features]
@@ -116,9 +112,7 @@ class FCOS(DenseDetector):
         backbone = build_backbone(cfg)
         shapes = backbone.output_shape()
         f = cfg.MODEL.FCOS
-        missing = [x for x in f.IN_FEATURES if x not in shapes]
-        if missing:
-            raise ConfigError(f"MODEL.FCOS.IN_FEATURES {missing} are not backbone outputs {sorted(shapes)}")
+        check_features(f.IN_FEATURES, shapes, "MODEL.FCOS.IN_FEATURES")
         strides = [shapes[x].stride for x in f.IN_FEATURES]
         if f.FPN_STRIDES and list(f.FPN_STRIDES) != strides:
             raise ConfigError(

@@ -1,5 +1,6 @@
 """Shared modeling pieces (registered on import)."""
 from .poolers import POOLER_TYPES, ROIPooler  # noqa: F401
+from .layers import conv_block, instance_bitmasks, norm_layer  # noqa: F401
 from .distributed import reduce_mean, reduce_sum  # noqa: F401
 from .backbone import (  # noqa: F401
     build_slim_resnet_backbone,
@@ -13,6 +14,9 @@ __all__ = [
     "build_slim_resnet_backbone",
     "build_slim_resnet_fpn_backbone",
     "build_slim_resnet_fpn_p67_backbone",
+    "conv_block",
+    "instance_bitmasks",
+    "norm_layer",
     "reduce_mean",
     "reduce_sum",
 ]

@@ -1,0 +1,30 @@
+"""RDSNet on Detectron2's RetinaNet, with a trainable MBRM.
+
+Importing registers the ``RDSNet`` meta-architecture (``META_ARCH_REGISTRY``);
+:func:`add_rdsnet_config` adds the ``MODEL.RDSNET`` and ``MODEL.MBRM`` keys.
+"""
+import segzoo  # noqa: F401  (first: makes Detectron2 importable without its compiled ops)
+
+from .config import add_rdsnet_config  # noqa: E402
+from .geometry import correlate, crop_masks, expand_boxes, pixel_ranges, sample_maps  # noqa: E402
+from .head import RDSNetHead  # noqa: E402
+from .mask_loss import ohem_instance_losses, ohem_select  # noqa: E402
+from .mbrm import MBRM, mask_tight_boxes  # noqa: E402
+from .pixel_stream import PixelStream  # noqa: E402
+from .rdsnet import RDSNet  # noqa: E402
+
+__all__ = [
+    "MBRM",
+    "PixelStream",
+    "RDSNet",
+    "RDSNetHead",
+    "add_rdsnet_config",
+    "correlate",
+    "crop_masks",
+    "expand_boxes",
+    "mask_tight_boxes",
+    "ohem_instance_losses",
+    "ohem_select",
+    "pixel_ranges",
+    "sample_maps",
+]

@@ -1,0 +1,377 @@
+"""RDSNet (``MODEL.META_ARCHITECTURE: "RDSNet"``) on Detectron2's RetinaNet.
+
+Object stream: RetinaNet's head plus a representation tower (per anchor a background and a
+foreground kernel). Pixel stream: d-dim embeddings at stride 4. Their correlation gives each
+detection's mask logits; anchors, matching, box transform, focal / smooth-L1 losses and box
+decoding are RetinaNet's. MBRM refines the boxes from the masks.
+"""
+import logging
+from typing import Dict, List, Tuple
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from detectron2.config import configurable
+from detectron2.layers import batched_nms
+from detectron2.modeling import META_ARCH_REGISTRY
+from detectron2.modeling.matcher import Matcher
+from detectron2.modeling.meta_arch.retinanet import RetinaNet
+from detectron2.structures import Boxes, Instances, pairwise_iou
+from detectron2.utils.events import get_event_storage
+
+from segzoo.errors import ConfigError
+from segzoo.modeling.layers import instance_bitmasks
+
+from .geometry import correlate, expand_boxes, pixel_ranges, sample_maps
+from .head import RDSNetHead
+from .mask_loss import ohem_instance_losses
+from .mbrm import MBRM, mask_tight_boxes
+from .pixel_stream import PixelStream
+
+__all__ = ["RDSNet"]
+
+logger = logging.getLogger(__name__)
+
+BOX_REFINEMENTS = ("none", "mbrm", "direct")
+
+
+class _RecordingMatcher(Matcher):
+    """Detectron2's Matcher that also keeps the GT index of every anchor from its calls, which
+    ``RetinaNet.label_anchors`` does not return and the mask targets need."""
+
+    def __call__(self, match_quality_matrix):
+        matches, labels = super().__call__(match_quality_matrix)
+        self.recorded.append(matches)
+        return matches, labels
+
+
+@META_ARCH_REGISTRY.register()
+class RDSNet(RetinaNet):
+    @configurable
+    def __init__(
+        self,
+        *,
+        pixel_stream: PixelStream,
+        mbrm: MBRM,
+        crop_expand_train: float = 1.5,
+        crop_expand_test: float = 1.2,
+        min_crop_margin: float = 1.0,
+        ohem_neg_ratio: float = 1.0,
+        min_mask_area: float = 100,
+        max_pos_per_image: int = 100,
+        mask_loss_weight: float = 1.0,
+        mask_thresh: float = 0.4,
+        box_refinement: str = "none",
+        train_mbrm_only: bool = False,
+        mbrm_match_iou: float = 0.5,
+        mbrm_loss_weight: float = 1.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if box_refinement not in BOX_REFINEMENTS:
+            raise ConfigError(
+                f"MODEL.RDSNET.BOX_REFINEMENT must be one of {BOX_REFINEMENTS}, got {box_refinement!r}"
+            )
+        if not isinstance(self.head, RDSNetHead):
+            raise ConfigError("RDSNet needs an RDSNetHead (object representations per anchor)")
+        self.pixel_stream = pixel_stream
+        self.mbrm = mbrm
+        self.repr_dim = self.head.repr_dim
+        self.crop_expand_train = crop_expand_train
+        self.crop_expand_test = crop_expand_test
+        self.min_crop_margin = min_crop_margin
+        self.ohem_neg_ratio = ohem_neg_ratio
+        self.min_mask_area = min_mask_area
+        self.max_pos_per_image = max_pos_per_image
+        self.mask_loss_weight = mask_loss_weight
+        self.mask_thresh = mask_thresh
+        self.box_refinement = box_refinement
+        self.train_mbrm_only = train_mbrm_only
+        self.mbrm_match_iou = mbrm_match_iou
+        self.mbrm_loss_weight = mbrm_loss_weight
+        if train_mbrm_only:
+            for name, p in self.named_parameters():
+                p.requires_grad_(name.startswith("mbrm."))
+
+    @classmethod
+    def from_config(cls, cfg):
+        ret = super().from_config(cfg)
+        shapes = ret["backbone"].output_shape()
+        feature_shapes = [shapes[f] for f in cfg.MODEL.RETINANET.IN_FEATURES]
+        ret["head"] = RDSNetHead(cfg, feature_shapes)
+        ret["anchor_matcher"] = _RecordingMatcher(
+            cfg.MODEL.RETINANET.IOU_THRESHOLDS, cfg.MODEL.RETINANET.IOU_LABELS, allow_low_quality_matches=True
+        )
+        r, m = cfg.MODEL.RDSNET, cfg.MODEL.MBRM
+        ret["pixel_stream"] = PixelStream(
+            shapes, in_features=r.PIXEL_IN_FEATURES, conv_dim=r.PIXEL_CONV_DIM, norm=r.PIXEL_NORM, repr_dim=r.REPR_DIM
+        )
+        ret["mbrm"] = MBRM(m.KERNEL_HALF, m.GAMMA, m.MIN_SIGMA)
+        ret.update(
+            crop_expand_train=r.CROP_EXPAND_TRAIN,
+            crop_expand_test=r.CROP_EXPAND_TEST,
+            min_crop_margin=r.MIN_CROP_MARGIN,
+            ohem_neg_ratio=r.OHEM_NEG_RATIO,
+            min_mask_area=r.MIN_MASK_AREA,
+            max_pos_per_image=r.MAX_POS_PER_IMAGE,
+            mask_loss_weight=r.MASK_LOSS_WEIGHT,
+            mask_thresh=r.MASK_THRESH,
+            box_refinement=r.BOX_REFINEMENT,
+            train_mbrm_only=m.TRAIN,
+            mbrm_match_iou=m.MATCH_IOU,
+            mbrm_loss_weight=m.LOSS_WEIGHT,
+        )
+        return ret
+
+    def train(self, mode: bool = True):
+        """In the MBRM stage everything but MBRM stays in eval mode (frozen norm statistics)."""
+        super().train(mode)
+        if mode and self.train_mbrm_only:
+            for child in self.children():
+                if child is not self.mbrm:
+                    child.eval()
+        return self
+
+    # -- forward ----------------------------------------------------------------------------
+    def forward(self, batched_inputs: List[Dict[str, Tensor]]):
+        images = self.preprocess_image(batched_inputs)
+        if self.training:
+            if "instances" not in batched_inputs[0]:
+                raise ValueError("RDSNet training needs 'instances' in every input")
+            gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
+            if self.train_mbrm_only:
+                return self.forward_mbrm_training(images, gt_instances)
+        features, predictions, embeddings = self._streams(images)
+        if self.training:
+            return self.forward_training(images, features, predictions, embeddings, gt_instances)
+        out_sizes = [
+            (x.get("height", s[0]), x.get("width", s[1])) for x, s in zip(batched_inputs, images.image_sizes)
+        ]
+        results = self.forward_inference(images, features, predictions, embeddings, out_sizes)
+        return [{"instances": r} for r in results]
+
+    def _streams(self, images):
+        """Backbone, head (with the representation towers: the representations themselves are
+        computed only for the anchors that need them) and pixel stream."""
+        features = self.backbone(images.tensor)
+        head_features = [features[f] for f in self.head_in_features]
+        return head_features, self.head(head_features, dense_repr=False), self.pixel_stream(features)
+
+    # -- training ---------------------------------------------------------------------------
+    def forward_training(self, images, features, predictions, embeddings, gt_instances):
+        pred_logits, pred_deltas = self._transpose_dense_predictions(predictions[:2], [self.num_classes, 4])
+        anchors = self.anchor_generator(features)
+        gt_labels, gt_boxes, matched_idxs = self.match_anchors(anchors, gt_instances)
+        losses = self.losses(anchors, pred_logits, gt_labels, pred_deltas, gt_boxes)
+        losses["loss_mask"] = self.mask_loss(
+            predictions[2], gt_labels, matched_idxs, embeddings, gt_instances
+        ) * self.mask_loss_weight
+        return losses
+
+    @torch.no_grad()
+    def match_anchors(self, anchors, gt_instances):
+        """RetinaNet's ``label_anchors`` plus each anchor's matched GT index."""
+        self.anchor_matcher.recorded = []
+        gt_labels, gt_boxes = self.label_anchors(anchors, gt_instances)
+        matched_idxs, self.anchor_matcher.recorded = self.anchor_matcher.recorded, []
+        return gt_labels, gt_boxes, matched_idxs
+
+    def sample_mask_positives(self, labels: Tensor, matched: Tensor, mask_area: Tensor) -> Tuple[Tensor, Tensor]:
+        """Positive anchors (and their GT) that train masks: GT mask area > min_mask_area, at
+        most max_pos_per_image of them, sampled at random."""
+        pos = ((labels >= 0) & (labels != self.num_classes)).nonzero()[:, 0]
+        gt = matched[pos]
+        keep = mask_area[gt] > self.min_mask_area
+        pos, gt = pos[keep], gt[keep]
+        if 0 <= self.max_pos_per_image < pos.numel():
+            pick = torch.randperm(pos.numel(), device=pos.device)[: self.max_pos_per_image]
+            pos, gt = pos[pick], gt[pick]
+        return pos, gt
+
+    def mask_loss(self, towers, gt_labels, matched_idxs, embeddings, gt_instances) -> Tensor:
+        """Cross-entropy at stride 4 inside each assigned GT box expanded CROP_EXPAND_TRAIN x
+        (outside ignored), OHEM negatives; per instance sum / (kept + 1); summed over the
+        batch's sampled positives and divided by their count + 1."""
+        stride = self.pixel_stream.out_stride
+        H, W = embeddings.shape[-2:]
+        total = embeddings.sum() * 0.0
+        num_pos = 0
+        for i, gt in enumerate(gt_instances):
+            if len(gt) == 0:
+                continue
+            if not gt.has("gt_masks"):
+                raise ConfigError(
+                    "RDSNet trains on instance masks: set MODEL.MASK_ON: True and use a dataset "
+                    "with segmentations"
+                )
+            masks = instance_bitmasks(gt).to(embeddings.device)
+            pos, gidx = self.sample_mask_positives(gt_labels[i], matched_idxs[i], masks.flatten(1).sum(dim=1))
+            if pos.numel() == 0:
+                continue
+            reprs = self.head.reprs_at(towers, i, pos)
+            h, w = masks.shape[-2:]
+            padded = F.pad(masks.to(embeddings.dtype), (0, W * stride - w, 0, H * stride - h))
+            targets = F.interpolate(padded[None], size=(H, W), mode="bilinear", align_corners=False)[0] >= 0.5
+            crops = expand_boxes(gt.gt_boxes.tensor, self.crop_expand_train, self.min_crop_margin, gt.image_size)
+            ranges = pixel_ranges(crops, stride, H, W).tolist()
+            for g in gidx.unique().tolist():
+                sel = gidx == g
+                x0, y0, x1, y1 = ranges[g]
+                logits = correlate(reprs[sel], embeddings[i, :, y0:y1, x0:x1])
+                target = targets[g, y0:y1, x0:x1]
+                pixel = F.cross_entropy(
+                    logits, target.long()[None].expand(logits.shape[0], -1, -1), reduction="none"
+                ).flatten(1)
+                fg = target.flatten()[None].expand_as(pixel)
+                losses, _ = ohem_instance_losses(pixel, fg, torch.ones_like(fg), self.ohem_neg_ratio)
+                total = total + losses.sum()
+                num_pos += logits.shape[0]
+        get_event_storage().put_scalar("num_mask_pos", num_pos / max(len(gt_instances), 1))
+        return total / (num_pos + 1)
+
+    def forward_mbrm_training(self, images, gt_instances):
+        """Second stage: the frozen detector's detections on training images that overlap a GT
+        box (IoU >= MATCH_IOU) train MBRM against that GT's edges."""
+        with torch.no_grad():
+            features, predictions, embeddings = self._streams(images)
+            detections = self.detect(features, predictions, images.image_sizes)
+        losses = []
+        for i, (det, gt) in enumerate(zip(detections, gt_instances)):
+            if len(det) == 0 or len(gt) == 0:
+                continue
+            iou, g = pairwise_iou(det.pred_boxes, gt.gt_boxes).max(dim=1)
+            keep = iou >= self.mbrm_match_iou
+            if not keep.any():
+                continue
+            det = det[keep]
+            size = images.image_sizes[i]
+            with torch.no_grad():
+                boxes, windows, probs = self.crop_probabilities(det, embeddings[i], size, size)
+                px, py = window_profiles(probs, windows, size)
+            losses.append(self.mbrm.edge_losses(px, py, boxes, gt.gt_boxes.tensor[g[keep]]))
+        n = sum(x.shape[0] for x in losses)
+        get_event_storage().put_scalar("mbrm_samples", n / max(len(gt_instances), 1))
+        if n == 0:
+            loss = sum(p.abs().sum() for p in self.mbrm.parameters()) * 0.0  # keeps the graph
+        else:
+            loss = torch.cat(losses).mean()
+        return {"loss_mbrm": loss * self.mbrm_loss_weight}
+
+    # -- inference --------------------------------------------------------------------------
+    def forward_inference(self, images, features, predictions, embeddings, out_sizes) -> List[Instances]:
+        detections = self.detect(features, predictions, images.image_sizes)
+        return [
+            self.segment(det, embeddings[i], images.image_sizes[i], out_sizes[i])
+            for i, det in enumerate(detections)
+        ]
+
+    def detect(self, features, predictions, image_sizes) -> List[Instances]:
+        """RetinaNet's decoding (score threshold, top-k per level, per-class NMS, max detections),
+        then each kept detection's object representation (``obj_repr``) from its anchor; boxes
+        clipped to the image."""
+        logits, deltas, towers = predictions
+        pred_logits, pred_deltas = self._transpose_dense_predictions([logits, deltas], [self.num_classes, 4])
+        anchors = self.anchor_generator(features)
+        offsets = [0]
+        for a in anchors[:-1]:
+            offsets.append(offsets[-1] + len(a))
+        results = []
+        for i, size in enumerate(image_sizes):
+            per_level = [
+                self._decode_level(a, s[i].sigmoid(), d[i], size, off)
+                for a, s, d, off in zip(anchors, pred_logits, pred_deltas, offsets)
+            ]
+            det = Instances.cat(per_level)
+            keep = batched_nms(det.pred_boxes.tensor, det.scores, det.pred_classes, self.test_nms_thresh)
+            det = det[keep[: self.max_detections_per_image]]
+            det.pred_boxes.clip(size)
+            det.obj_repr = self.head.reprs_at(towers, i, det.anchor)
+            det.remove("anchor")
+            results.append(det)
+        return results
+
+    def _decode_level(self, anchors: Boxes, scores: Tensor, deltas: Tensor, size, offset: int) -> Instances:
+        """Detectron2's per-level decoding, also keeping each candidate's anchor index."""
+        keep = scores > self.test_score_thresh
+        flat = scores[keep]
+        idxs = torch.nonzero(keep)
+        num = min(self.test_topk_candidates, idxs.shape[0])
+        flat, order = flat.sort(descending=True)
+        idxs = idxs[order[:num]]
+        anchor_idxs, classes = idxs.unbind(dim=1)
+        boxes = self.box2box_transform.apply_deltas(deltas[anchor_idxs], anchors.tensor[anchor_idxs])
+        return Instances(
+            size, pred_boxes=Boxes(boxes), scores=flat[:num], pred_classes=classes, anchor=anchor_idxs + offset
+        )
+
+    def crop_probabilities(self, det: Instances, embedding: Tensor, in_size, out_size):
+        """Foreground probabilities of each detection at ``out_size``, computed only inside its
+        predicted box expanded CROP_EXPAND_TEST x (zero outside).
+
+        The 2-class softmax is sigmoid(fg - bg) and bilinear upsampling is linear, so the
+        difference of the two kernels is correlated with the embeddings once, and only the
+        crop windows are resampled, all in one batch padded to the largest window.
+
+        Returns (boxes at ``out_size`` (N, 4), windows (N, 4) int64 pixel ranges x0, y0, x1, y1,
+        probabilities (N, Hm, Wm): row j covers the window of detection j from its top-left
+        corner, zero beyond it)."""
+        (h, w), (H, W) = in_size, out_size
+        sy, sx = h / H, w / W
+        boxes = det.pred_boxes.tensor / det.pred_boxes.tensor.new_tensor([sx, sy, sx, sy])
+        windows = pixel_ranges(expand_boxes(boxes, self.crop_expand_test, self.min_crop_margin, (H, W)), 1.0, H, W)
+        kernels = det.obj_repr.reshape(-1, 2, self.repr_dim)
+        logits = torch.einsum("nd,dhw->nhw", kernels[:, 1] - kernels[:, 0], embedding)
+        sizes = windows[:, 2:] - windows[:, :2]  # (N, 2): width, height
+        wm, hm = sizes.amax(dim=0).tolist() if len(det) else (0, 0)
+        probs = sample_maps(logits, (hm, wm), (sy, sx), self.pixel_stream.out_stride, origins=windows[:, :2])
+        probs = probs.sigmoid_() * _window_valid(sizes, hm, wm)
+        return boxes, windows, probs
+
+    def segment(self, det: Instances, embedding: Tensor, in_size, out_size) -> Instances:
+        """Masks (threshold MASK_THRESH) and, per BOX_REFINEMENT, refined boxes at ``out_size``."""
+        H, W = out_size
+        boxes, windows, probs = self.crop_probabilities(det, embedding, in_size, out_size)
+        masks = paste_windows(probs > self.mask_thresh, windows, (H, W))
+        if self.box_refinement == "mbrm":
+            px, py = window_profiles(probs, windows, (H, W))
+            boxes = self.mbrm.refine(px, py, boxes)
+        elif self.box_refinement == "direct":
+            boxes = mask_tight_boxes(masks, boxes)
+        boxes = Boxes(boxes)
+        boxes.clip((H, W))
+        return Instances(
+            (H, W), pred_boxes=boxes, scores=det.scores, pred_classes=det.pred_classes, pred_masks=masks
+        )
+
+
+def _window_valid(sizes: Tensor, hm: int, wm: int) -> Tensor:
+    """(N, hm, wm) bool: inside each window of (width, height) ``sizes``."""
+    vx = torch.arange(wm, device=sizes.device)[None] < sizes[:, :1]
+    vy = torch.arange(hm, device=sizes.device)[None] < sizes[:, 1:]
+    return vy[:, :, None] & vx[:, None, :]
+
+
+def paste_windows(values: Tensor, windows: Tensor, size) -> Tensor:
+    """(N, H, W) canvas, zero except each window, which gets its row of ``values``
+    (N, Hm, Wm) from the top-left corner."""
+    H, W = size
+    out = values.new_zeros((values.shape[0], H, W))
+    j, yy, xx = _window_valid(windows[:, 2:] - windows[:, :2], *values.shape[1:]).nonzero(as_tuple=True)
+    out[j, windows[j, 1] + yy, windows[j, 0] + xx] = values[j, yy, xx]
+    return out
+
+
+def window_profiles(probs: Tensor, windows: Tensor, size):
+    """MBRM's profiles of windowed maps: max over rows (N, W) and over columns (N, H), zero
+    outside the windows (probabilities are >= 0, zero padding does not change a max)."""
+    H, W = size
+    n = probs.shape[0]
+    px, py = probs.new_zeros((n, W)), probs.new_zeros((n, H))
+    if n == 0 or probs.numel() == 0:
+        return px, py
+    for prof, vals, lo, hi in ((px, probs.amax(dim=1), windows[:, 0], windows[:, 2]),
+                               (py, probs.amax(dim=2), windows[:, 1], windows[:, 3])):
+        j, k = (torch.arange(vals.shape[1], device=vals.device)[None] < (hi - lo)[:, None]).nonzero(as_tuple=True)
+        prof[j, lo[j] + k] = vals[j, k]
+    return px, py

@@ -1,0 +1,48 @@
+"""Small building blocks shared by the plugins' heads."""
+from torch import Tensor, nn
+
+from detectron2.layers import get_norm
+from detectron2.structures import BitMasks, Instances, PolygonMasks
+
+__all__ = ["conv_block", "instance_bitmasks", "norm_layer"]
+
+
+def norm_layer(norm: str, channels: int):
+    """"GN" = GroupNorm(32, C) (as AdelaiDet and mmdetection); "" / None = no norm; else
+    Detectron2's get_norm."""
+    if not norm:
+        return None
+    if norm == "GN":
+        return nn.GroupNorm(32, channels)
+    return get_norm(norm, channels)
+
+
+def conv_block(in_channels, out_channels, kernel_size=3, norm="", activation=True):
+    """conv (kaiming-uniform, a=1) [+ norm] [+ ReLU]; a bare conv when neither is used."""
+    conv = nn.Conv2d(
+        in_channels, out_channels, kernel_size, padding=(kernel_size - 1) // 2, bias=not norm
+    )
+    nn.init.kaiming_uniform_(conv.weight, a=1)
+    if not norm:
+        nn.init.constant_(conv.bias, 0)
+    modules = [conv]
+    n = norm_layer(norm, out_channels)
+    if n is not None:
+        modules.append(n)
+    if activation:
+        modules.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*modules) if len(modules) > 1 else conv
+
+
+def instance_bitmasks(inst: Instances) -> Tensor:
+    """(G, h, w) bool ground-truth masks of an Instances at its image size (bitmask or
+    polygon annotations)."""
+    h, w = inst.image_size
+    masks = inst.gt_masks
+    if isinstance(masks, BitMasks):
+        return masks.tensor.bool()
+    if isinstance(masks, PolygonMasks):
+        return BitMasks.from_polygon_masks(masks, h, w).tensor.to(inst.gt_classes.device)
+    if isinstance(masks, Tensor):
+        return masks.bool()
+    raise TypeError(f"unsupported gt_masks type {type(masks).__name__}")
