@@ -66,6 +66,7 @@ class RDSNet(RetinaNet):
         train_mbrm_only: bool = False,
         mbrm_match_iou: float = 0.5,
         mbrm_loss_weight: float = 1.0,
+        mask_chunk: int = 16,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -90,6 +91,7 @@ class RDSNet(RetinaNet):
         self.train_mbrm_only = train_mbrm_only
         self.mbrm_match_iou = mbrm_match_iou
         self.mbrm_loss_weight = mbrm_loss_weight
+        self.mask_chunk = mask_chunk  # detections resampled per batch (sorted by window area)
         if train_mbrm_only:
             for name, p in self.named_parameters():
                 p.requires_grad_(name.startswith("mbrm."))
@@ -311,11 +313,10 @@ class RDSNet(RetinaNet):
 
         The 2-class softmax is sigmoid(fg - bg) and bilinear upsampling is linear, so the
         difference of the two kernels is correlated with the embeddings once, and only the
-        crop windows are resampled, all in one batch padded to the largest window.
+        crop windows are resampled: by size order, in chunks padded to their largest window.
 
         Returns (boxes at ``out_size`` (N, 4), windows (N, 4) int64 pixel ranges x0, y0, x1, y1,
-        probabilities (N, Hm, Wm): row j covers the window of detection j from its top-left
-        corner, zero beyond it)."""
+        list of N probability maps of each window's size)."""
         (h, w), (H, W) = in_size, out_size
         sy, sx = h / H, w / W
         boxes = det.pred_boxes.tensor / det.pred_boxes.tensor.new_tensor([sx, sy, sx, sy])
@@ -323,16 +324,23 @@ class RDSNet(RetinaNet):
         kernels = det.obj_repr.reshape(-1, 2, self.repr_dim)
         logits = torch.einsum("nd,dhw->nhw", kernels[:, 1] - kernels[:, 0], embedding)
         sizes = windows[:, 2:] - windows[:, :2]  # (N, 2): width, height
-        wm, hm = sizes.amax(dim=0).tolist() if len(det) else (0, 0)
-        probs = sample_maps(logits, (hm, wm), (sy, sx), self.pixel_stream.out_stride, origins=windows[:, :2])
-        probs = probs.sigmoid_() * _window_valid(sizes, hm, wm)
+        order = torch.argsort(sizes[:, 0] * sizes[:, 1]).tolist()
+        probs = [None] * len(det)
+        for c in range(0, len(order), self.mask_chunk):
+            idx = order[c : c + self.mask_chunk]
+            wm, hm = sizes[idx].amax(dim=0).tolist()
+            chunk = sample_maps(
+                logits[idx], (hm, wm), (sy, sx), self.pixel_stream.out_stride, origins=windows[idx, :2]
+            ).sigmoid_()
+            for j, p, (ww, hh) in zip(idx, chunk, sizes[idx].tolist()):
+                probs[j] = p[:hh, :ww]
         return boxes, windows, probs
 
     def segment(self, det: Instances, embedding: Tensor, in_size, out_size) -> Instances:
         """Masks (threshold MASK_THRESH) and, per BOX_REFINEMENT, refined boxes at ``out_size``."""
         H, W = out_size
         boxes, windows, probs = self.crop_probabilities(det, embedding, in_size, out_size)
-        masks = paste_windows(probs > self.mask_thresh, windows, (H, W))
+        masks = paste_windows([p > self.mask_thresh for p in probs], windows, (H, W))
         if self.box_refinement == "mbrm":
             px, py = window_profiles(probs, windows, (H, W))
             boxes = self.mbrm.refine(px, py, boxes)
@@ -345,33 +353,23 @@ class RDSNet(RetinaNet):
         )
 
 
-def _window_valid(sizes: Tensor, hm: int, wm: int) -> Tensor:
-    """(N, hm, wm) bool: inside each window of (width, height) ``sizes``."""
-    vx = torch.arange(wm, device=sizes.device)[None] < sizes[:, :1]
-    vy = torch.arange(hm, device=sizes.device)[None] < sizes[:, 1:]
-    return vy[:, :, None] & vx[:, None, :]
-
-
-def paste_windows(values: Tensor, windows: Tensor, size) -> Tensor:
-    """(N, H, W) canvas, zero except each window, which gets its row of ``values``
-    (N, Hm, Wm) from the top-left corner."""
+def paste_windows(values: List[Tensor], windows: Tensor, size, dtype=torch.bool) -> Tensor:
+    """(N, H, W) canvas, zero except each window (x0, y0, x1, y1), which gets its map."""
     H, W = size
-    out = values.new_zeros((values.shape[0], H, W))
-    j, yy, xx = _window_valid(windows[:, 2:] - windows[:, :2], *values.shape[1:]).nonzero(as_tuple=True)
-    out[j, windows[j, 1] + yy, windows[j, 0] + xx] = values[j, yy, xx]
+    out = torch.zeros((len(values), H, W), dtype=dtype, device=windows.device)
+    for j, (x0, y0, x1, y1) in enumerate(windows.tolist()):
+        out[j, y0:y1, x0:x1] = values[j]
     return out
 
 
-def window_profiles(probs: Tensor, windows: Tensor, size):
-    """MBRM's profiles of windowed maps: max over rows (N, W) and over columns (N, H), zero
-    outside the windows (probabilities are >= 0, zero padding does not change a max)."""
+def window_profiles(probs: List[Tensor], windows: Tensor, size):
+    """MBRM's profiles of windowed probability maps: max over rows (N, W) and over columns
+    (N, H), zero outside the windows."""
     H, W = size
-    n = probs.shape[0]
-    px, py = probs.new_zeros((n, W)), probs.new_zeros((n, H))
-    if n == 0 or probs.numel() == 0:
-        return px, py
-    for prof, vals, lo, hi in ((px, probs.amax(dim=1), windows[:, 0], windows[:, 2]),
-                               (py, probs.amax(dim=2), windows[:, 1], windows[:, 3])):
-        j, k = (torch.arange(vals.shape[1], device=vals.device)[None] < (hi - lo)[:, None]).nonzero(as_tuple=True)
-        prof[j, lo[j] + k] = vals[j, k]
+    dtype = probs[0].dtype if probs else torch.float32
+    px = windows.new_zeros((len(probs), W), dtype=dtype)
+    py = windows.new_zeros((len(probs), H), dtype=dtype)
+    for j, (x0, y0, x1, y1) in enumerate(windows.tolist()):
+        px[j, x0:x1] = probs[j].amax(dim=0)
+        py[j, y0:y1] = probs[j].amax(dim=1)
     return px, py
