@@ -10,6 +10,7 @@ depend on the (random) weights once it is fixed. RDSNet is timed with the regres
     python tools/bench_rdsnet.py                                   # CPU, shapes-sized (R-18, 256 px)
     python tools/bench_rdsnet.py --preset coco --size 800 --repeats 5
     python tools/bench_rdsnet.py --device cuda --preset coco --size 800
+    python tools/bench_rdsnet.py --preset coco --size 800 MODEL.RDSNET.REPR_NUM_CONVS 2
 
 Medians of --repeats runs; ratios are against RetinaNet measured in the same run. Writes a
 JSON file (--output) and prints a Markdown table.
@@ -46,7 +47,7 @@ def bench(args, device):
         ]
         row = {"detections": n}
         for name, opts in VARIANTS.items():
-            model = build_eval_model(config, [*forced, *opts], device)
+            model = build_eval_model(config, [*forced, *args.opts, *opts], device)
             with torch.no_grad():
                 row[f"{name}_detections"] = len(model(inputs)[0]["instances"])
                 row[f"{name}_ms"] = median_ms(lambda: model(inputs), device, args.repeats, args.warmup)
@@ -78,6 +79,7 @@ def main(argv=None):
     p.add_argument("--preset", default="shapes", choices=sorted(PRESETS))
     p.add_argument("--size", type=int, default=256, help="input (and output) image side")
     p.add_argument("--detections", type=int, nargs="+", default=[10, 50, 100])
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides for every model")
     add_run_args(p, "output/bench/rdsnet.json")
     args = p.parse_args(argv)
     start_run(p, args)
