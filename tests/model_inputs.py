@@ -53,6 +53,18 @@ def without_annotations(batch):
     return [{k: v for k, v in x.items() if k != "instances"} for x in batch]
 
 
+def predict_blank_image(model, size=(100, 120), out_size=(200, 240)):
+    """Eval-mode prediction on a black image reported at another size (the model must be
+    set up to detect nothing); asserts an empty result of the output size with empty masks."""
+    model.eval()
+    with torch.no_grad():
+        out = model([{"image": torch.zeros(3, *size), "height": out_size[0], "width": out_size[1]}])
+    inst = out[0]["instances"]
+    assert len(inst) == 0 and inst.image_size == tuple(out_size)
+    assert inst.pred_masks.shape == (0, *out_size)
+    return inst
+
+
 def train_step(model, batch, iteration=0):
     """Forward + backward in train mode; the losses as floats (gradients left in place)."""
     model.train()
