@@ -23,6 +23,7 @@ PACKAGE_DIRS = {
     "maskrcnn_roialign": "projects/MaskRCNN/maskrcnn_roialign",
     "blendmask": "projects/BlendMask/blendmask",
     "rdsnet": "projects/RDSNet/rdsnet",
+    "sharpmask": "projects/SharpMask/sharpmask",
 }
 
 

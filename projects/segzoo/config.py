@@ -64,6 +64,8 @@ def add_segzoo_config(cfg) -> None:
     cfg.DATASETS.SHAPES.SEED = 0
     # "coco" (bbox + segm via COCOEvaluator) or any name registered in segzoo.engine.EVALUATORS
     cfg.TEST.EVALUATOR = "coco"
+    # "default" (Detectron2's DatasetMapper) or any name in segzoo.data.TRAIN_MAPPERS
+    cfg.INPUT.TRAIN_MAPPER = "default"
     # "SGD" (Detectron2's) or "AdamW"; AdamW converges much faster when training from scratch
     cfg.SOLVER.OPTIMIZER = "SGD"
     cfg.TEST.VIS_PERIOD = 0

@@ -9,6 +9,7 @@ PLUGINS = {
     "maskrcnn_roialign": None,
     "blendmask": "add_blendmask_config",
     "rdsnet": "add_rdsnet_config",
+    "sharpmask": "add_sharpmask_config",
 }
 
 

@@ -10,13 +10,15 @@ from .datasets import (
     register_default_shapes,
     register_shapes,
 )
-from .mapper import CheckedDatasetMapper
+from .mapper import TRAIN_MAPPERS, CheckedDatasetMapper, build_train_mapper
 from .shapes import SHAPE_CLASSES, ShapesSpec, generate_shapes, render_image
 
 register_default_shapes()
 
 __all__ = [
     "CheckedDatasetMapper",
+    "TRAIN_MAPPERS",
+    "build_train_mapper",
     "DEFAULT_DATASETS_ROOT",
     "DEFAULT_SHAPES_SPECS",
     "SHAPE_CLASSES",

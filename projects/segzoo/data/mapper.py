@@ -3,7 +3,7 @@ from detectron2.data import DatasetMapper
 
 from ..errors import UserError
 
-__all__ = ["CheckedDatasetMapper"]
+__all__ = ["CheckedDatasetMapper", "TRAIN_MAPPERS", "build_train_mapper"]
 
 
 class CheckedDatasetMapper(DatasetMapper):
@@ -18,3 +18,15 @@ class CheckedDatasetMapper(DatasetMapper):
             if isinstance(e, ValueError) and "image" not in str(e).lower():
                 raise
             raise UserError(f"cannot read image {name}: {e}. Fix or remove it from the dataset.") from e
+
+
+# INPUT.TRAIN_MAPPER name -> fn(cfg) -> mapper for training. Plugins add theirs (e.g. the
+# patch sampler of DeepMask / SharpMask); evaluation always uses CheckedDatasetMapper.
+TRAIN_MAPPERS = {"default": lambda cfg: CheckedDatasetMapper(cfg, True)}
+
+
+def build_train_mapper(cfg):
+    name = cfg.INPUT.TRAIN_MAPPER
+    if name not in TRAIN_MAPPERS:
+        raise UserError(f"INPUT.TRAIN_MAPPER: unknown mapper '{name}'; known: {sorted(TRAIN_MAPPERS)}")
+    return TRAIN_MAPPERS[name](cfg)

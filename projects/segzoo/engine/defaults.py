@@ -11,7 +11,7 @@ from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 
 from .._compat import detectron2_has_ops
 from ..config import load_config
-from ..data import CheckedDatasetMapper, ensure_dataset_files, register_coco_dataset, register_default_shapes
+from ..data import CheckedDatasetMapper, build_train_mapper, ensure_dataset_files, register_coco_dataset, register_default_shapes
 from ..errors import UserError
 from .optim import build_optimizer
 
@@ -80,7 +80,7 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_train_loader(cls, cfg):
         try:
-            return build_detection_train_loader(cfg, mapper=CheckedDatasetMapper(cfg, True))
+            return build_detection_train_loader(cfg, mapper=build_train_mapper(cfg))
         except AssertionError as e:  # Detectron2 asserts on empty datasets
             raise UserError(f"training data {list(cfg.DATASETS.TRAIN)}: {e}") from e
 

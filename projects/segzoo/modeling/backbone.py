@@ -17,6 +17,7 @@ __all__ = [
 ]
 
 
+@BACKBONE_REGISTRY.register()
 def build_slim_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
     depth = cfg.MODEL.RESNETS.DEPTH
     if depth not in (18, 34):

@@ -1,0 +1,38 @@
+"""DeepMask-ours and SharpMask (Pinheiro et al., ECCV 2016) on Detectron2.
+
+Importing registers the ``SharpMask`` meta-architecture (``META_ARCH_REGISTRY``), the
+``SharpMaskProposals`` proposal generator (``PROPOSAL_GENERATOR_REGISTRY``), the
+``sharpmask_patches`` training mapper (``INPUT.TRAIN_MAPPER``) and the
+``segment_proposals`` evaluator (``TEST.EVALUATOR``); :func:`add_sharpmask_config` adds
+the ``MODEL.SHARPMASK`` keys.
+"""
+import segzoo  # noqa: F401  (first: makes Detectron2 importable without its compiled ops)
+from segzoo.data import TRAIN_MAPPERS  # noqa: E402
+from segzoo.engine import EVALUATORS  # noqa: E402
+
+from .config import add_sharpmask_config  # noqa: E402
+from .evaluator import SegmentProposalEvaluator  # noqa: E402
+from .proposal_generator import SharpMaskProposals  # noqa: E402
+from .refinement import SharpMaskRefinement  # noqa: E402
+from .sampler import PatchGeometry, PatchSampler, SharpMaskDatasetMapper, is_positive  # noqa: E402
+from .sharpmask import SharpMask, WindowSet  # noqa: E402
+from .trunk import DeepMaskHead, DeepMaskTrunk, use_reflect_padding  # noqa: E402
+
+TRAIN_MAPPERS["sharpmask_patches"] = lambda cfg: SharpMaskDatasetMapper(cfg, True)
+EVALUATORS["segment_proposals"] = SegmentProposalEvaluator.from_cfg
+
+__all__ = [
+    "DeepMaskHead",
+    "DeepMaskTrunk",
+    "PatchGeometry",
+    "PatchSampler",
+    "SegmentProposalEvaluator",
+    "SharpMask",
+    "SharpMaskDatasetMapper",
+    "SharpMaskProposals",
+    "SharpMaskRefinement",
+    "WindowSet",
+    "add_sharpmask_config",
+    "is_positive",
+    "use_reflect_padding",
+]

@@ -1,0 +1,282 @@
+"""Patch sampling for DeepMask / SharpMask training, from any Detectron2 instance dataset.
+
+A training sample is a square patch of ``WINDOW + 2 * CONTEXT`` pixels (192) cut from the
+image at some centre and scale (optionally mirrored). Two kinds, as in the authors' sampler:
+
+* **mask samples**: a random usable instance (not crowd, area >= 100, both sides >= 5) at the
+  canonical size (max side 92 px) times 2^U(-1/4, 1/4), its centre shifted by up to 16 px;
+  target = that instance's mask over the central WINDOW x WINDOW region.
+* **score samples**: half positives drawn as the mask samples (label 1), half negatives
+  (label 0): a uniformly random centre at an image scale 2^U(-3, 2) whose window is farther
+  than 32 px from every object centre, or more than 2^1 off that object's canonical scale.
+
+"Positive" is the geometric rule :func:`is_positive`: an object centred within 16 px (each
+axis, in window pixels) at a scale within 2^(1/4) of canonical.
+"""
+import copy
+import logging
+import math
+from typing import List, Optional
+
+import cv2
+import numpy as np
+import pycocotools.mask as mask_util
+import torch
+
+from detectron2.config import configurable
+from detectron2.data import detection_utils as utils
+
+from segzoo.errors import UserError
+
+__all__ = [
+    "PatchGeometry",
+    "PatchSampler",
+    "SharpMaskDatasetMapper",
+    "instance_mask",
+    "is_positive",
+    "patch_affine",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class PatchGeometry:
+    """Window size, context and canonical object size (window pixels)."""
+
+    def __init__(self, window=160, context=16, canonical=92.0):
+        self.window, self.context, self.canonical = int(window), int(context), float(canonical)
+        self.patch = self.window + 2 * self.context
+
+    @classmethod
+    def from_cfg(cls, cfg):
+        s = cfg.MODEL.SHARPMASK
+        return cls(s.WINDOW, s.CONTEXT, s.CANONICAL_SIZE)
+
+
+def patch_affine(cx, cy, scale, patch, flip=False):
+    """2x3 matrix taking image pixel indices to patch pixel indices for a patch of side
+    ``patch`` centred on the continuous image point (cx, cy) at ``scale``, mirrored if
+    ``flip`` (pixel centres at index + 0.5, as cv2.warpAffine)."""
+    sx = -scale if flip else scale
+    half = patch / 2.0
+    return np.array(
+        [[sx, 0.0, sx * (0.5 - cx) + half - 0.5], [0.0, scale, scale * (0.5 - cy) + half - 0.5]],
+        dtype=np.float64,
+    )
+
+
+def _log2_ratio(size, scale, canonical):
+    return np.abs(np.log2(np.maximum(size * scale, 1e-6) / canonical))
+
+
+def _offsets(boxes, cx, cy, scale):
+    """Max-axis distance, in window pixels, of each box centre from the window centre."""
+    ox = (boxes[:, 0] + boxes[:, 2]) / 2 - cx
+    oy = (boxes[:, 1] + boxes[:, 3]) / 2 - cy
+    return np.maximum(np.abs(ox), np.abs(oy)) * scale
+
+
+def is_positive(boxes, cx, cy, scale, geometry: PatchGeometry, shift=16.0, scale_jitter=0.25):
+    """Per box (XYXY, image px): is the window at (cx, cy, scale) a positive for it — its
+    centre within ``shift`` window pixels on each axis and its max side within
+    2^``scale_jitter`` of the canonical size."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    size = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    return (_offsets(boxes, cx, cy, scale) <= shift + 1e-6) & (
+        _log2_ratio(size, scale, geometry.canonical) <= scale_jitter + 1e-9
+    )
+
+
+def is_negative(boxes, cx, cy, scale, geometry: PatchGeometry, shift_margin=32.0, scale_margin=1.0):
+    """True when no box is near the window: each is farther than ``shift_margin`` window
+    pixels from its centre or more than 2^``scale_margin`` off the canonical scale."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if len(boxes) == 0:
+        return True
+    size = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    near = (_offsets(boxes, cx, cy, scale) <= shift_margin) & (
+        _log2_ratio(size, scale, geometry.canonical) <= scale_margin
+    )
+    return not near.any()
+
+
+def instance_mask(segmentation, height, width) -> np.ndarray:
+    """Decode a COCO/Detectron2 segmentation (polygons, RLE or a bitmask) to (H, W) uint8."""
+    if isinstance(segmentation, list):
+        if len(segmentation) == 0:
+            return np.zeros((height, width), np.uint8)
+        rle = mask_util.merge(mask_util.frPyObjects([np.asarray(p, np.float64).ravel().tolist()
+                                                     for p in segmentation], height, width))
+    elif isinstance(segmentation, dict):
+        rle = segmentation
+        if isinstance(rle["counts"], list):
+            rle = mask_util.frPyObjects(rle, *rle["size"])
+    elif isinstance(segmentation, np.ndarray):
+        return (segmentation > 0).astype(np.uint8)
+    else:
+        raise ValueError(f"unsupported segmentation of type {type(segmentation).__name__}")
+    return mask_util.decode(rle).astype(np.uint8)
+
+
+class PatchSampler:
+    """Draws mask / score samples from one image and its annotations."""
+
+    def __init__(self, geometry: PatchGeometry, *, samples_per_image=4, mask_sample_fraction=0.5,
+                 scale_jitter=0.25, shift_jitter=16.0, neg_scale_range=(-3.0, 2.0), neg_shift_margin=32.0,
+                 neg_scale_margin=1.0, min_area=100.0, min_side=5.0, flip_prob=0.5, max_tries=50):
+        self.g = geometry
+        self.samples_per_image = int(samples_per_image)
+        self.mask_sample_fraction = float(mask_sample_fraction)
+        self.scale_jitter, self.shift_jitter = float(scale_jitter), float(shift_jitter)
+        self.neg_scale_range = tuple(float(v) for v in neg_scale_range)
+        self.neg_shift_margin, self.neg_scale_margin = float(neg_shift_margin), float(neg_scale_margin)
+        self.min_area, self.min_side = float(min_area), float(min_side)
+        self.flip_prob = float(flip_prob)
+        self.max_tries = int(max_tries)
+
+    @staticmethod
+    def boxes_of(annotations) -> np.ndarray:
+        from detectron2.structures import BoxMode
+
+        if not annotations:
+            return np.zeros((0, 4))
+        return np.array([BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in annotations],
+                        dtype=np.float64).reshape(-1, 4)
+
+    def usable(self, annotations, boxes) -> List[int]:
+        """Indices of the instances that can be mask samples / positives."""
+        out = []
+        for i, a in enumerate(annotations):
+            w, h = boxes[i, 2] - boxes[i, 0], boxes[i, 3] - boxes[i, 1]
+            area = a.get("area", w * h)
+            if a.get("iscrowd", 0) or "segmentation" not in a:
+                continue
+            if min(w, h) < self.min_side or area < self.min_area:
+                continue
+            out.append(i)
+        return out
+
+    def positive_window(self, box, rng):
+        """(cx, cy, scale) of a jittered positive window for one box."""
+        size = max(box[2] - box[0], box[3] - box[1])
+        scale = self.g.canonical * 2.0 ** rng.uniform(-self.scale_jitter, self.scale_jitter) / size
+        shift = rng.uniform(-self.shift_jitter, self.shift_jitter, size=2) / scale
+        return (box[0] + box[2]) / 2 + shift[0], (box[1] + box[3]) / 2 + shift[1], scale
+
+    def negative_window(self, height, width, boxes, rng):
+        """(cx, cy, scale) of a window near no object, or None after ``max_tries``."""
+        for _ in range(self.max_tries):
+            scale = 2.0 ** rng.uniform(*self.neg_scale_range)
+            cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+            if is_negative(boxes, cx, cy, scale, self.g, self.neg_shift_margin, self.neg_scale_margin):
+                return cx, cy, scale
+        return None
+
+    def cut(self, image, cx, cy, scale, flip, fill):
+        """The (P, P, C) patch; outside the image filled with ``fill`` (the pixel mean)."""
+        m = patch_affine(cx, cy, scale, self.g.patch, flip)
+        interp = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
+        return cv2.warpAffine(image, m, (self.g.patch, self.g.patch), flags=interp,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(float(v) for v in fill))
+
+    def cut_mask(self, mask, cx, cy, scale, flip):
+        """The WINDOW x WINDOW target: the instance mask over the central region."""
+        m = patch_affine(cx, cy, scale, self.g.patch, flip)
+        m[:, 2] -= self.g.context  # drop the context: index 0 = first window pixel
+        w = self.g.window
+        out = cv2.warpAffine(mask * 255, m, (w, w), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                             borderValue=0)
+        return (out >= 128).astype(np.uint8)
+
+    def __call__(self, image, annotations, fill, rng: Optional[np.random.Generator] = None):
+        """Samples of one image (H, W, C uint8). Returns a dict of arrays: ``patches``
+        (K, P, P, C), ``masks`` (K, WINDOW, WINDOW), ``labels`` (K,) 1/0, ``mask_sample``
+        (K,) bool — True for samples whose mask is a target, ``windows`` (K, 4): centre x, y
+        (image px), scale and flip of each patch."""
+        rng = rng if rng is not None else np.random.default_rng(np.random.randint(2 ** 31))
+        height, width = image.shape[:2]
+        boxes = self.boxes_of(annotations)
+        usable = self.usable(annotations, boxes)
+        k, w = self.samples_per_image, self.g.window
+        patches = np.empty((k, self.g.patch, self.g.patch, image.shape[2]), np.uint8)
+        masks = np.zeros((k, w, w), np.uint8)
+        labels = np.zeros(k, np.float32)
+        mask_sample = np.zeros(k, bool)
+        windows = np.zeros((k, 4))
+        decoded = {}
+        for j in range(k):
+            want_mask = rng.uniform() < self.mask_sample_fraction
+            positive = want_mask or rng.uniform() < 0.5
+            window = None
+            if not positive:
+                window = self.negative_window(height, width, boxes, rng)
+                positive = window is None  # crowded image: no negative found, take a positive
+            if positive and not usable:
+                window = self.negative_window(height, width, boxes, rng)
+                if window is None:  # nothing usable and nothing empty: a blank negative patch
+                    window = (width / 2, height / 2, 1e-3)
+                positive = want_mask = False
+            flip = rng.uniform() < self.flip_prob
+            if positive:
+                i = usable[rng.integers(len(usable))]
+                cx, cy, scale = self.positive_window(boxes[i], rng)
+                if want_mask:
+                    if i not in decoded:
+                        decoded[i] = instance_mask(annotations[i]["segmentation"], height, width)
+                    masks[j] = self.cut_mask(decoded[i], cx, cy, scale, flip)
+                    mask_sample[j] = True
+                labels[j] = 1.0
+            else:
+                cx, cy, scale = window
+            windows[j] = cx, cy, scale, flip
+            patches[j] = self.cut(image, cx, cy, scale, flip, fill).reshape(patches.shape[1:])
+        return {"patches": patches, "masks": masks, "labels": labels, "mask_sample": mask_sample,
+                "windows": windows}
+
+
+class SharpMaskDatasetMapper:
+    """Dataset mapper for DeepMask / SharpMask training: one Detectron2 dataset dict ->
+    ``SAMPLES_PER_IMAGE`` patches (``patches`` uint8 (K, 3, P, P) in INPUT.FORMAT, ``masks``,
+    ``labels``, ``mask_sample``). Stage 2 trains only the refined mask: all mask samples."""
+
+    @configurable
+    def __init__(self, sampler: PatchSampler, image_format: str, fill):
+        self.sampler = sampler
+        self.image_format = image_format
+        self.fill = fill
+
+    @classmethod
+    def from_config(cls, cfg, is_train: bool = True):
+        s = cfg.MODEL.SHARPMASK
+        mean = list(cfg.MODEL.PIXEL_MEAN)
+        sampler = PatchSampler(
+            PatchGeometry.from_cfg(cfg),
+            samples_per_image=s.SAMPLES_PER_IMAGE,
+            mask_sample_fraction=1.0 if s.STAGE == 2 else s.MASK_SAMPLE_FRACTION,
+            scale_jitter=s.SCALE_JITTER, shift_jitter=s.SHIFT_JITTER, neg_scale_range=s.NEG_SCALE_RANGE,
+            neg_shift_margin=s.NEG_SHIFT_MARGIN, neg_scale_margin=s.NEG_SCALE_MARGIN,
+            min_area=s.MIN_INSTANCE_AREA, min_side=s.MIN_INSTANCE_SIDE, flip_prob=s.FLIP_PROB,
+        )
+        return {"sampler": sampler, "image_format": cfg.INPUT.FORMAT, "fill": mean}
+
+    def __call__(self, dataset_dict):
+        d = copy.deepcopy(dataset_dict)
+        name = d.get("file_name", "?")
+        try:
+            image = utils.read_image(name, format=self.image_format)
+            utils.check_image_size(d, image)
+        except (OSError, SyntaxError) as e:
+            raise UserError(f"cannot read image {name}: {e}. Fix or remove it from the dataset.") from e
+        if image.ndim == 2:
+            image = image[:, :, None]
+        samples = self.sampler(image, d.get("annotations", []), self.fill)
+        return {
+            "file_name": name,
+            "image_id": d.get("image_id"),
+            "height": self.sampler.g.patch,  # all patches are square: one aspect-ratio group
+            "width": self.sampler.g.patch,
+            "patches": torch.as_tensor(np.ascontiguousarray(samples["patches"].transpose(0, 3, 1, 2))),
+            "masks": torch.as_tensor(samples["masks"]),
+            "labels": torch.as_tensor(samples["labels"]),
+            "mask_sample": torch.as_tensor(samples["mask_sample"]),
+        }

@@ -1,0 +1,317 @@
+"""The ``SharpMask`` meta-architecture: DeepMask-ours (stage 1) and SharpMask (stage 2).
+
+Training consumes the patches of :class:`~sharpmask.sampler.SharpMaskDatasetMapper`.
+Inference runs the trunk fully convolutionally over an image pyramid, scores every 16-px
+window position of every scale, keeps the top N across scales, and decodes only those:
+coarse 56x56 masks (DeepMask path) or, in stage 2, masks refined top-down in one batch from
+skip features computed once per scale. Masks are pasted into the image at 0.2; boxes are the
+masks' tight boxes; scores are the objectness probabilities.
+"""
+import math
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec, batched_nms, paste_masks_in_image
+from detectron2.modeling import META_ARCH_REGISTRY
+from detectron2.structures import Boxes, Instances
+
+from segzoo.errors import ConfigError
+
+from .refinement import SharpMaskRefinement
+from .sampler import PatchGeometry
+from .trunk import DeepMaskHead, DeepMaskTrunk
+
+__all__ = ["SharpMask", "WindowSet"]
+
+
+class WindowSet:
+    """The selected windows of one image: objectness logits, boxes (XYXY, input-image
+    pixels, the WINDOW x WINDOW region each mask covers) and mask logits (N, S, S)."""
+
+    def __init__(self, logits, boxes, masks, image_size):
+        self.logits, self.boxes, self.masks, self.image_size = logits, boxes, masks, image_size
+
+    def __len__(self):
+        return len(self.logits)
+
+
+@META_ARCH_REGISTRY.register()
+class SharpMask(nn.Module):
+    @configurable
+    def __init__(self, *, trunk: DeepMaskTrunk, head: DeepMaskHead, refinement: Optional[SharpMaskRefinement],
+                 geometry: PatchGeometry, pixel_mean, pixel_std, score_loss_weight=1 / 32,
+                 coarse_loss_size=112, scales=(1.0,), top_n=1000, refine=True, mask_thresh=0.2,
+                 nms_thresh=1.0, refine_batch=1000):
+        super().__init__()
+        self.trunk, self.head, self.refinement, self.geometry = trunk, head, refinement, geometry
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.score_loss_weight = float(score_loss_weight)
+        self.coarse_loss_size = int(coarse_loss_size)
+        self.scales = [float(s) for s in scales]
+        self.top_n = int(top_n)
+        self.refine = bool(refine) and refinement is not None
+        self.mask_thresh, self.nms_thresh = float(mask_thresh), float(nms_thresh)
+        self.refine_batch = int(refine_batch)
+        if refinement is not None:  # stage 2: only the refinement trains
+            for m in (self.trunk, self.head):
+                for p in m.parameters():
+                    p.requires_grad_(False)
+
+    @classmethod
+    def from_config(cls, cfg):
+        s = cfg.MODEL.SHARPMASK
+        if s.STAGE not in (1, 2):
+            raise ConfigError(f"MODEL.SHARPMASK.STAGE must be 1 (DeepMask) or 2 (SharpMask), got {s.STAGE}")
+        if not s.TEST.SCALES or min(s.TEST.SCALES) <= 0:
+            raise ConfigError(f"MODEL.SHARPMASK.TEST.SCALES must be positive, got {list(s.TEST.SCALES)}")
+        if s.TEST.TOP_N < 1:
+            raise ConfigError("MODEL.SHARPMASK.TEST.TOP_N must be >= 1")
+        trunk = DeepMaskTrunk(cfg, ShapeSpec(channels=len(cfg.MODEL.PIXEL_MEAN)))
+        refinement = SharpMaskRefinement(cfg, trunk.channels, trunk.strides) if s.STAGE == 2 else None
+        return {
+            "trunk": trunk,
+            "head": DeepMaskHead(cfg),
+            "refinement": refinement,
+            "geometry": PatchGeometry.from_cfg(cfg),
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "score_loss_weight": s.SCORE_LOSS_WEIGHT,
+            "coarse_loss_size": s.COARSE_LOSS_SIZE,
+            "scales": s.TEST.SCALES,
+            "top_n": s.TEST.TOP_N,
+            "refine": s.TEST.REFINE,
+            "mask_thresh": s.TEST.MASK_THRESH,
+            "nms_thresh": s.TEST.NMS_THRESH,
+            "refine_batch": s.TEST.REFINE_BATCH,
+        }
+
+    @property
+    def device(self):
+        return self.pixel_mean.device
+
+    @property
+    def stage(self) -> int:
+        return 1 if self.refinement is None else 2
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.refinement is not None:  # frozen parts keep eval-mode BN / dropout
+            self.trunk.eval()
+            self.head.eval()
+        return self
+
+    def normalize(self, x):
+        return (x.to(self.device, torch.float32) - self.pixel_mean) / self.pixel_std
+
+    # ------------------------------------------------------------------ training
+    def forward(self, batched_inputs: List[Dict]):
+        if not self.training:
+            return self.inference(batched_inputs)
+        if any("patches" not in d for d in batched_inputs):
+            raise ValueError("SharpMask training needs patch samples: use sharpmask.SharpMaskDatasetMapper "
+                             "(INPUT.DATASET_MAPPER: 'sharpmask_patches')")
+        patches = self.normalize(torch.cat([d["patches"] for d in batched_inputs]))
+        masks = torch.cat([d["masks"] for d in batched_inputs]).to(self.device)
+        labels = torch.cat([d["labels"] for d in batched_inputs]).to(self.device)
+        mask_sample = torch.cat([d["mask_sample"] for d in batched_inputs]).to(self.device)
+        return self.losses(patches, masks, labels, mask_sample)
+
+    def patch_forward(self, patches):
+        """Trunk features and the per-patch 512-d vector of normalized patches (B,3,P,P)."""
+        feats = self.trunk.features(patches)
+        return feats, self.trunk.embed(feats["reduced"], patch=True)
+
+    def window_skips(self, feats):
+        """Skip features of the central window of each patch, per refinement stage."""
+        c, w = self.geometry.context, self.geometry.window
+        out = []
+        for s_map, t in zip(self.refinement.skip_maps(feats), self.refinement.strides):
+            out.append(s_map[:, :, c // t : (c + w) // t, c // t : (c + w) // t])
+        return out
+
+    def losses(self, patches, masks, labels, mask_sample):
+        if self.refinement is not None:
+            with torch.no_grad():
+                feats, emb = self.patch_forward(patches)
+            sel = mask_sample.nonzero().squeeze(1)
+            skips = self.window_skips({k: v[sel] for k, v in feats.items()})
+            logits = self.refinement(emb[sel], skips)
+            return {"loss_mask_refined": _mean_bce(logits, masks[sel].float())}
+        feats, emb = self.patch_forward(patches)
+        m = mask_sample
+        coarse = self.head.masks(emb[m])[:, None]
+        size = self.coarse_loss_size
+        coarse = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+        target = F.interpolate(masks[m][:, None].float(), size=(size, size), mode="area")[:, 0]
+        scores = self.head.scores(emb[~m])
+        return {
+            "loss_mask": _mean_bce(coarse, (target >= 0.5).float()),
+            "loss_score": self.score_loss_weight * _mean_bce(scores, labels[~m]),
+        }
+
+    # ------------------------------------------------------------------ inference
+    def scale_pyramid(self, image):
+        """(scaled size, padded normalized image) per scale: padding puts a window centre on
+        every 16-px position of the scaled image, with WINDOW/2 + CONTEXT of fill around."""
+        h, w = image.shape[-2:]
+        g = self.geometry
+        pad = g.window // 2 + g.context
+        for s in self.scales:
+            hs, ws = max(int(round(h * s)), 1), max(int(round(w * s)), 1)
+            x = image[None]
+            if (hs, ws) != (h, w):
+                x = F.interpolate(x, size=(hs, ws), mode="bilinear", align_corners=False, antialias=s < 1)
+            ny, nx = math.ceil(hs / 16), math.ceil(ws / 16)
+            x = F.pad(x, (pad, 16 * (nx - 1) + 2 * pad - ws, pad, 16 * (ny - 1) + 2 * pad - hs))
+            yield (hs, ws), (ny, nx), x
+
+    def dense_windows(self, image):
+        """Score every window of every scale of a normalized (3, H, W) image. Returns the
+        per-scale state and flat (scale, y, x, logit) tensors over all windows."""
+        per_scale, flat = [], []
+        for k, ((hs, ws), (ny, nx), x) in enumerate(self.scale_pyramid(image)):
+            feats = self.trunk.features(x)
+            emb = self.trunk.embed(feats["reduced"], patch=False)[:, :, 1 : ny + 1, 1 : nx + 1]
+            logits = self.head.dense_scores(emb)[0]
+            per_scale.append({"size": (hs, ws), "feats": feats, "emb": emb[0]})
+            yy, xx = torch.meshgrid(torch.arange(ny, device=x.device), torch.arange(nx, device=x.device), indexing="ij")
+            pos = torch.stack([torch.full_like(yy, k).flatten(), yy.flatten(), xx.flatten()], 1)
+            flat.append((pos, logits.flatten()))
+        return per_scale, torch.cat([p for p, _ in flat]), torch.cat([l for _, l in flat])
+
+    def _gather_skips(self, feats, yx):
+        """Skip-feature crops (per stage) of the windows at grid positions ``yx`` (n, 2).
+
+        The skip convs run once over the part of each feature map that the windows cover
+        (plus a 2-cell halo for the two 3x3 convs, so values equal the whole-map ones)."""
+        c, w = self.geometry.context, self.geometry.window
+        out = []
+        for skip, name, t in zip(self.refinement.skips, self.refinement.skip_features, self.refinement.strides):
+            f = feats[name][0]
+            n, halo = w // t, 2
+            y0, x0 = (16 * yx.min(0).values + c) // t
+            y1, x1 = (16 * yx.max(0).values + c) // t + n
+            r0, c0 = max(int(y0) - halo, 0), max(int(x0) - halo, 0)
+            r1, c1 = min(int(y1) + halo, f.shape[1]), min(int(x1) + halo, f.shape[2])
+            s_map = skip(f[None, :, r0:r1, c0:c1])[0]
+            ar = torch.arange(n, device=yx.device)
+            ys = (16 * yx[:, 0, None] + c) // t - r0 + ar  # (n_win, n) rows of the region
+            xs = (16 * yx[:, 1, None] + c) // t - c0 + ar
+            out.append(s_map[:, ys[:, :, None], xs[:, None, :]].permute(1, 0, 2, 3))  # (n_win, C, n, n)
+        return out
+
+    def select_windows(self, image, top_n=None, refine=None) -> WindowSet:
+        """The top-N windows of a normalized image and their mask logits."""
+        refine = self.refine if refine is None else refine
+        if refine and self.refinement is None:
+            raise ValueError("refinement requested but this is a stage-1 (DeepMask) model")
+        per_scale, idx, logits = self.dense_windows(image)
+        n = min(top_n or self.top_n, len(logits))
+        order = logits.topk(n).indices
+        idx, logits = idx[order], logits[order]
+        h, w = image.shape[-2:]
+        half = self.geometry.window / 2
+        boxes = torch.empty((n, 4), device=image.device)
+        mask_size = self.geometry.window if refine else self.head.mask_size
+        masks = torch.empty((n, mask_size, mask_size), device=image.device)
+        for k, state in enumerate(per_scale):
+            sel = (idx[:, 0] == k).nonzero().squeeze(1)
+            if len(sel) == 0:
+                continue
+            yx = idx[sel, 1:]
+            hs, ws = state["size"]
+            sy, sx = hs / h, ws / w
+            cy, cx = 16.0 * yx[:, 0], 16.0 * yx[:, 1]
+            boxes[sel] = torch.stack([(cx - half) / sx, (cy - half) / sy, (cx + half) / sx, (cy + half) / sy], 1)
+            emb = state["emb"][:, yx[:, 0], yx[:, 1]].t()
+            if not refine:
+                masks[sel] = self.head.masks(emb)
+                continue
+            for chunk in torch.split(torch.arange(len(sel), device=sel.device), self.refine_batch):
+                masks[sel[chunk]] = self.refinement(emb[chunk], self._gather_skips(state["feats"], yx[chunk]))
+        return WindowSet(logits, boxes, masks, (h, w))
+
+    def windows_to_instances(self, windows: WindowSet, output_size) -> Instances:
+        """Paste the window masks into an (oh, ow) image at MASK_THRESH; tight boxes; drop
+        empty masks; optional box NMS."""
+        oh, ow = output_size
+        h, w = windows.image_size
+        boxes = windows.boxes * windows.boxes.new_tensor([ow / w, oh / h, ow / w, oh / h])
+        result = Instances((oh, ow))
+        if len(windows) == 0:
+            bitmasks = torch.zeros((0, oh, ow), dtype=torch.bool, device=boxes.device)
+        else:
+            bitmasks = paste_masks_in_image(windows.masks.sigmoid(), Boxes(boxes), (oh, ow), self.mask_thresh)
+        keep = bitmasks.flatten(1).any(1) if len(bitmasks) else torch.zeros(0, dtype=torch.bool)
+        bitmasks, logits = bitmasks[keep], windows.logits[keep]
+        tight = _tight_boxes(bitmasks)
+        if self.nms_thresh < 1.0 and len(tight):
+            k = batched_nms(tight, logits, torch.zeros_like(logits, dtype=torch.long), self.nms_thresh)
+            bitmasks, logits, tight = bitmasks[k], logits[k], tight[k]
+        result.pred_boxes = Boxes(tight)
+        result.scores = logits.sigmoid()
+        result.objectness_logits = logits
+        result.pred_classes = torch.zeros(len(logits), dtype=torch.long, device=logits.device)
+        result.pred_masks = bitmasks
+        return result
+
+    def propose_boxes(self, image, output_size, top_n=None):
+        """Box proposals of a normalized image without pasting masks: each selected mask's
+        tight box in its window (thresholded at MASK_THRESH), mapped to ``output_size`` and
+        clipped; windows whose mask is empty are dropped. Returns (boxes, objectness logits)."""
+        windows = self.select_windows(image, top_n=top_n)
+        oh, ow = output_size
+        h, w = windows.image_size
+        fg = windows.masks.sigmoid() >= self.mask_thresh
+        keep = fg.flatten(1).any(1)
+        fg, win, logits = fg[keep], windows.boxes[keep], windows.logits[keep]
+        tight = _tight_boxes(fg) / fg.shape[-1]  # fractions of the window
+        size = win[:, 2:] - win[:, :2]
+        boxes = torch.cat([win[:, :2] + tight[:, :2] * size, win[:, :2] + tight[:, 2:] * size], 1)
+        boxes = Boxes(boxes * boxes.new_tensor([ow / w, oh / h, ow / w, oh / h]))
+        boxes.clip((oh, ow))
+        keep = boxes.nonempty()
+        return boxes[keep], logits[keep]
+
+    @torch.no_grad()
+    def inference(self, batched_inputs: List[Dict]):
+        results = []
+        for d in batched_inputs:
+            image = self.normalize(d["image"])
+            h, w = image.shape[-2:]
+            windows = self.select_windows(image)
+            size = (d.get("height", h), d.get("width", w))
+            results.append({"instances": self.windows_to_instances(windows, size)})
+        return results
+
+
+def _mean_bce(logits, target):
+    """Soft-margin (binary logistic) loss averaged over all elements; 0 (still in the graph)
+    when there are none."""
+    if logits.numel() == 0:
+        return logits.sum() * 0.0
+    return F.binary_cross_entropy_with_logits(logits, target, reduction="mean")
+
+
+def _tight_boxes(bitmasks):
+    """XYXY boxes (pixel-corner convention) of (N, H, W) bool masks; all present."""
+    if len(bitmasks) == 0:
+        return torch.zeros((0, 4), device=bitmasks.device)
+    rows, cols = bitmasks.any(2), bitmasks.any(1)
+
+    def span(v):
+        n = v.shape[1]
+        ar = torch.arange(n, device=v.device)
+        lo = torch.where(v, ar, n).min(1).values
+        hi = torch.where(v, ar, -1).max(1).values + 1
+        return lo.float(), hi.float()
+
+    y0, y1 = span(rows)
+    x0, x1 = span(cols)
+    return torch.stack([x0, y0, x1, y1], 1)

@@ -1,0 +1,149 @@
+"""DeepMask-ours trunk and head C.
+
+Trunk: a Detectron2 ResNet run through res4 (stride 16), a 1x1 conv to 128 + ReLU, and the
+"fully connected" layer over the 10x10 window realised as a 10x10 convolution, so that the
+same weights give one 512-d vector per patch in training and one per 16-px window position
+when run densely over a whole image. Head C: that one vector feeds both the coarse mask
+(linear -> 56x56) and the score (dropout, 512 -> 1024, ReLU, dropout, 1024 -> 1).
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from detectron2.layers import ShapeSpec
+from detectron2.modeling import BACKBONE_REGISTRY
+from detectron2.modeling.backbone.resnet import BasicStem
+
+from segzoo.errors import ConfigError
+
+__all__ = ["DeepMaskTrunk", "DeepMaskHead", "use_reflect_padding"]
+
+
+def _reflect_pad_hook(module, inputs):
+    (x,) = inputs
+    ph, pw = module._reflect_padding
+    return (F.pad(x, (pw, pw, ph, ph), mode="reflect"),)
+
+
+def use_reflect_padding(module: nn.Module) -> int:
+    """Make every zero-padded conv under ``module`` pad by reflection instead (the authors'
+    fix for the mismatch between patch training and dense inference). Returns the count."""
+    n = 0
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d) and any(p > 0 for p in m.padding) and not hasattr(m, "_reflect_padding"):
+            m._reflect_padding = tuple(m.padding)
+            m.padding = (0, 0)
+            m.register_forward_pre_hook(_reflect_pad_hook)
+            n += 1
+    return n
+
+
+class DeepMaskTrunk(nn.Module):
+    """ResNet (any Detectron2 ResNet builder) through res4 + 1x1 reduce + 10x10 "fc".
+
+    ``features(x)`` returns the bottom-up maps the refinement reads (``conv1`` at stride 2 is
+    the stem's conv before its max-pool; then res2..res4) plus the reduced res4 map;
+    ``embed(reduced)`` applies the 10x10 conv: on a patch's central 10x10 cells it yields one
+    vector, on a whole image one per window position.
+    """
+
+    def __init__(self, cfg, input_shape: ShapeSpec):
+        super().__init__()
+        s = cfg.MODEL.SHARPMASK
+        bcfg = cfg.clone()
+        bcfg.defrost()
+        wanted = [f for f in s.SKIP_FEATURES if f.startswith("res")] + [s.TRUNK_FEATURE]
+        bcfg.MODEL.RESNETS.OUT_FEATURES = sorted(set(wanted))
+        name = cfg.MODEL.BACKBONE.NAME
+        if name.endswith("_fpn_backbone") or name.endswith("_fpn_p67_backbone"):
+            name = name.replace("_fpn_p67_backbone", "_backbone").replace("_fpn_backbone", "_backbone")
+        try:
+            self.resnet = BACKBONE_REGISTRY.get(name)(bcfg, input_shape)
+        except KeyError as e:
+            raise ConfigError(f"MODEL.BACKBONE.NAME: {cfg.MODEL.BACKBONE.NAME} is not a registered backbone") from e
+        if not hasattr(self.resnet, "stem") or not isinstance(self.resnet.stem, BasicStem):
+            raise ConfigError("DeepMask/SharpMask need a Detectron2 ResNet trunk (BasicStem + res stages)")
+        shapes = self.resnet.output_shape()
+        if s.TRUNK_FEATURE not in shapes or shapes[s.TRUNK_FEATURE].stride != 16:
+            raise ConfigError(f"MODEL.SHARPMASK.TRUNK_FEATURE must be a stride-16 ResNet stage, got {s.TRUNK_FEATURE}")
+        if s.WINDOW % 16 or s.CONTEXT % 16:
+            raise ConfigError("MODEL.SHARPMASK.WINDOW and CONTEXT must be multiples of 16 (the trunk stride)")
+        self.trunk_feature = s.TRUNK_FEATURE
+        self.window_cells = s.WINDOW // 16
+        self.context_cells = s.CONTEXT // 16
+        self.channels = {k: v.channels for k, v in shapes.items()}
+        self.channels["conv1"] = self.resnet.stem.conv1.out_channels
+        self.strides = {k: v.stride for k, v in shapes.items()}
+        self.strides["conv1"] = 2
+        self.reduce = nn.Conv2d(self.channels[s.TRUNK_FEATURE], s.TRUNK_REDUCE_DIM, 1)
+        self.fc = nn.Conv2d(s.TRUNK_REDUCE_DIM, s.EMBED_DIM, self.window_cells)
+        for m in (self.reduce, self.fc):
+            nn.init.kaiming_uniform_(m.weight, a=1)
+            nn.init.zeros_(m.bias)
+        if s.REFLECT_PADDING:
+            use_reflect_padding(self.resnet)
+
+    @property
+    def size_divisibility(self) -> int:
+        return 16
+
+    def features(self, x):
+        """Bottom-up maps of ``x`` (B,3,H,W), H and W multiples of 16."""
+        stem = self.resnet.stem
+        out = {}
+        y = F.relu_(stem.conv1(x))
+        out["conv1"] = y
+        y = F.max_pool2d(y, kernel_size=3, stride=2, padding=1)
+        needed = set(self.channels)
+        for name, stage in zip(self.resnet.stage_names, self.resnet.stages):
+            if name not in needed:
+                break
+            y = stage(y)
+            out[name] = y
+        out["reduced"] = F.relu(self.reduce(out[self.trunk_feature]))
+        return out
+
+    def embed(self, reduced, patch: bool):
+        """The 512-d vectors. ``patch=True``: ``reduced`` is a patch's map (window + context
+        cells); the context cells are cropped and the result is (B, 512). Otherwise the
+        dense (B, 512, H/16 - 9, W/16 - 9) map of every window position."""
+        if patch:
+            c = self.context_cells
+            reduced = reduced[:, :, c : reduced.shape[2] - c, c : reduced.shape[3] - c]
+            if reduced.shape[-2:] != (self.window_cells, self.window_cells):
+                raise ValueError(f"patch trunk map is {tuple(reduced.shape[-2:])} after the context crop, "
+                                 f"expected {self.window_cells}x{self.window_cells}")
+            return self.fc(reduced).flatten(1)
+        return self.fc(reduced)
+
+
+class DeepMaskHead(nn.Module):
+    """Head C: the 512-d vector -> coarse mask logits (S x S) and an objectness logit."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        s = cfg.MODEL.SHARPMASK
+        self.mask_size = s.MASK_SIZE
+        self.mask = nn.Linear(s.EMBED_DIM, s.MASK_SIZE * s.MASK_SIZE)
+        self.score = nn.Sequential(
+            nn.Dropout(s.SCORE_DROPOUT),
+            nn.Linear(s.EMBED_DIM, s.SCORE_HIDDEN_DIM),
+            nn.ReLU(inplace=True),
+            nn.Dropout(s.SCORE_DROPOUT),
+            nn.Linear(s.SCORE_HIDDEN_DIM, 1),
+        )
+        nn.init.normal_(self.mask.weight, std=0.001)
+        nn.init.zeros_(self.mask.bias)
+
+    def masks(self, emb):
+        """(N, 512) -> (N, S, S) mask logits."""
+        return self.mask(emb).view(-1, self.mask_size, self.mask_size)
+
+    def scores(self, emb):
+        """(N, 512) -> (N,) objectness logits."""
+        return self.score(emb).squeeze(1)
+
+    def dense_scores(self, emb_map):
+        """(B, 512, h, w) -> (B, h, w) logits, the score MLP as 1x1 convs (eval mode)."""
+        b, c, h, w = emb_map.shape
+        return self.scores(emb_map.permute(0, 2, 3, 1).reshape(-1, c)).view(b, h, w)
