@@ -193,6 +193,13 @@ def test_region_skip_features_equal_whole_map():
         for k, (y, x_) in enumerate(yx.tolist()):
             r, c = (16 * y + 16) // t, (16 * x_ + 16) // t
             torch.testing.assert_close(crop[k], s_full[0, :, r : r + n, c : c + n], atol=1e-5, rtol=1e-4)
+    # training patches: the skip convs on window + halo equal the whole-patch maps, cropped
+    with torch.no_grad():
+        feats, _ = model.patch_forward(torch.randn(2, 3, 192, 192))
+        whole = model.refinement.skip_maps(feats)
+        windows = model.window_skips(feats)
+    for s_full, win, t in zip(whole, windows, model.refinement.strides):
+        torch.testing.assert_close(win, s_full[:, :, 16 // t : 176 // t, 16 // t : 176 // t], atol=1e-5, rtol=1e-4)
 
 
 # ----------------------------------------------------------------------------- training
@@ -453,3 +460,38 @@ def test_export_tool_writes_detectron2_precomputed_proposals(tmp_path):
                                       "--output", str(out), *opts]) == 2
     finally:
         DatasetCatalog.remove(small)
+
+
+def test_fast_rcnn_trains_on_exported_proposals(tmp_path):
+    """The paper's pipeline through train_net.py: export SharpMask proposals of a small shapes split,
+    train + evaluate the Fast R-CNN config on them."""
+    from conftest import run_train_net
+
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    import export_sharpmask_proposals as tool
+
+    data = ["DATASETS.SHAPES.ROOT", str(tmp_path / "data"), "DATASETS.SHAPES.NUM_TRAIN", "6",
+            "DATASETS.SHAPES.NUM_VAL", "3", "DATASETS.SHAPES.IMAGE_SIZE", "128"]
+    torch.save({"model": model_from(SHARPMASK).state_dict()}, tmp_path / "m.pth")
+    files = {}
+    try:
+        for split in ("train", "val"):
+            files[split] = str(tmp_path / f"proposals_{split}.pkl")
+            assert tool.main(["--config-file", os.path.join(REPO, SHARPMASK), "--dataset", f"shapes_{split}",
+                              "--output", files[split], "--top-k", "50", "MODEL.DEVICE", "cpu",
+                              "MODEL.WEIGHTS", str(tmp_path / "m.pth"), "MODEL.SHARPMASK.TEST.SCALES", "[1.0, 2.0]",
+                              "DATALOADER.NUM_WORKERS", "0", *data]) == 0
+    finally:
+        from segzoo.data import register_default_shapes
+
+        register_default_shapes()  # the tool re-registered the shapes splits at the small size
+    out = tmp_path / "frcnn"
+    r = run_train_net(["--config-file", "configs/SharpMask/shapes_fast_rcnn_R_18_FPN_sharpmask.yaml", *data,
+                       "DATASETS.PROPOSAL_FILES_TRAIN", f"('{files['train']}',)",
+                       "DATASETS.PROPOSAL_FILES_TEST", f"('{files['val']}',)",
+                       "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "128", "INPUT.MIN_SIZE_TEST", "128",
+                       "INPUT.MAX_SIZE_TEST", "128", "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "2",
+                       "DATALOADER.NUM_WORKERS", "0", "OUTPUT_DIR", str(out)])
+    assert r.returncode == 0, r.stdout[-4000:]
+    assert "copypaste: Task: bbox" in r.stdout and "loss_rpn" not in r.stdout
+    assert (out / "model_final.pth").is_file()

@@ -46,7 +46,7 @@ class SharpMask(nn.Module):
     def __init__(self, *, trunk: DeepMaskTrunk, head: DeepMaskHead, refinement: Optional[SharpMaskRefinement],
                  geometry: PatchGeometry, pixel_mean, pixel_std, score_loss_weight=1 / 32,
                  coarse_loss_size=112, scales=(1.0,), top_n=1000, refine=True, mask_thresh=0.2,
-                 nms_thresh=1.0, refine_batch=1000):
+                 nms_thresh=1.0, refine_batch=0):
         super().__init__()
         self.trunk, self.head, self.refinement, self.geometry = trunk, head, refinement, geometry
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
@@ -128,11 +128,15 @@ class SharpMask(nn.Module):
         return feats, self.trunk.embed(feats["reduced"], patch=True)
 
     def window_skips(self, feats):
-        """Skip features of the central window of each patch, per refinement stage."""
+        """Skip features of the central window of each patch, per refinement stage (the skip
+        convs run on the window plus a 2-cell halo only: same values, less work)."""
         c, w = self.geometry.context, self.geometry.window
         out = []
-        for s_map, t in zip(self.refinement.skip_maps(feats), self.refinement.strides):
-            out.append(s_map[:, :, c // t : (c + w) // t, c // t : (c + w) // t])
+        for skip, name, t in zip(self.refinement.skips, self.refinement.skip_features, self.refinement.strides):
+            f = feats[name]
+            r0, r1 = max(c // t - 2, 0), min((c + w) // t + 2, f.shape[2])
+            s_map = skip(f[:, :, r0:r1, r0:r1])
+            out.append(s_map[:, :, c // t - r0 : (c + w) // t - r0, c // t - r0 : (c + w) // t - r0])
         return out
 
     def losses(self, patches, masks, labels, mask_sample):
@@ -185,26 +189,34 @@ class SharpMask(nn.Module):
             flat.append((pos, logits.flatten()))
         return per_scale, torch.cat([p for p, _ in flat]), torch.cat([l for _, l in flat])
 
-    def _gather_skips(self, feats, yx):
-        """Skip-feature crops (per stage) of the windows at grid positions ``yx`` (n, 2).
-
-        The skip convs run once over the part of each feature map that the windows cover
-        (plus a 2-cell halo for the two 3x3 convs, so values equal the whole-map ones)."""
+    def _skip_regions(self, feats, yx):
+        """Skip features S^i over the part of each feature map that the windows at grid
+        positions ``yx`` (n, 2) cover, plus a 2-cell halo for the two 3x3 convs (so values
+        equal the whole-map ones). Returns [(map (C, h, w), row0, col0)] per stage."""
         c, w = self.geometry.context, self.geometry.window
         out = []
         for skip, name, t in zip(self.refinement.skips, self.refinement.skip_features, self.refinement.strides):
             f = feats[name][0]
-            n, halo = w // t, 2
-            y0, x0 = (16 * yx.min(0).values + c) // t
-            y1, x1 = (16 * yx.max(0).values + c) // t + n
-            r0, c0 = max(int(y0) - halo, 0), max(int(x0) - halo, 0)
-            r1, c1 = min(int(y1) + halo, f.shape[1]), min(int(x1) + halo, f.shape[2])
-            s_map = skip(f[None, :, r0:r1, c0:c1])[0]
-            ar = torch.arange(n, device=yx.device)
-            ys = (16 * yx[:, 0, None] + c) // t - r0 + ar  # (n_win, n) rows of the region
-            xs = (16 * yx[:, 1, None] + c) // t - c0 + ar
-            out.append(s_map[:, ys[:, :, None], xs[:, None, :]].permute(1, 0, 2, 3))  # (n_win, C, n, n)
+            y0, x0 = ((16 * yx.min(0).values + c) // t).tolist()
+            y1, x1 = ((16 * yx.max(0).values + c + w) // t).tolist()
+            r0, c0 = max(y0 - 2, 0), max(x0 - 2, 0)
+            r1, c1 = min(y1 + 2, f.shape[1]), min(x1 + 2, f.shape[2])
+            out.append((skip(f[None, :, r0:r1, c0:c1])[0], r0, c0))
         return out
+
+    def _crop_skips(self, regions, yx):
+        """Per stage, the (n, C, WINDOW/t, WINDOW/t) skip crops of the windows ``yx``."""
+        c, w = self.geometry.context, self.geometry.window
+        out = []
+        for (s_map, r0, c0), t in zip(regions, self.refinement.strides):
+            ar = torch.arange(w // t, device=yx.device)
+            ys = (16 * yx[:, 0, None] + c) // t - r0 + ar  # (n, WINDOW/t) rows of the region
+            xs = (16 * yx[:, 1, None] + c) // t - c0 + ar
+            out.append(s_map[:, ys[:, :, None], xs[:, None, :]].permute(1, 0, 2, 3))
+        return out
+
+    def _gather_skips(self, feats, yx):
+        return self._crop_skips(self._skip_regions(feats, yx), yx)
 
     def select_windows(self, image, top_n=None, refine=None) -> WindowSet:
         """The top-N windows of a normalized image and their mask logits."""
@@ -233,8 +245,12 @@ class SharpMask(nn.Module):
             if not refine:
                 masks[sel] = self.head.masks(emb)
                 continue
-            for chunk in torch.split(torch.arange(len(sel), device=sel.device), self.refine_batch):
-                masks[sel[chunk]] = self.refinement(emb[chunk], self._gather_skips(state["feats"], yx[chunk]))
+            regions = self._skip_regions(state["feats"], yx)
+            # small batches: the top-down pass is memory-bound (2-8 channels at 80-160 px),
+            # chunks that stay in cache run several times faster on the CPU
+            batch = self.refine_batch or (16 if image.device.type == "cpu" else len(sel))
+            for chunk in torch.split(torch.arange(len(sel), device=sel.device), batch):
+                masks[sel[chunk]] = self.refinement(emb[chunk], self._crop_skips(regions, yx[chunk]))
         return WindowSet(logits, boxes, masks, (h, w))
 
     def windows_to_instances(self, windows: WindowSet, output_size) -> Instances:
