@@ -176,7 +176,7 @@ def test_dense_inference_equals_patch_inference_at_a_window():
     # the comparison can tell windows apart: one cell off is far worse
     for dy, dx in ((0, 1), (1, 0), (-1, -1)):
         c_off, r_off, _ = _patch_vs_dense(model, 8, 8, dy, dx)
-        assert c_off > 2.5 * coarse and r_off > 4 * refined
+        assert c_off > 2.5 * coarse and r_off > 2.5 * refined
 
 
 def test_region_skip_features_equal_whole_map():

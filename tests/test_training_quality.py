@@ -4,7 +4,8 @@ Mask R-CNN (slim R-18-FPN) with its box and mask heads pooling through segzoo's 
 (AlignFamilyROIHeads, ROIAlignV2), and BlendMask (slim R-18, FCOS + ProtoNet + the fused
 blender), 300 iterations each on shapes_train, evaluated on shapes_val, SEED 0. RDSNet
 (slim R-18 RetinaNet + representation tower + pixel stream) 600 iterations (5.4 min), then its
-MBRM stage for 60 iterations, which must leave every other weight bit-identical.
+MBRM stage for 60 iterations, which must leave every other weight bit-identical. DeepMask 200
+iterations then SharpMask's refinement 100 (5.2 min together, with their proposal evaluations).
 Measured on the 2-core CPU machine (about 3.3 min per test): Mask R-CNN segm AP 8.5 / box AP 9.7
 (an unseeded run of the same schedule gave 12.7 / 15.5); BlendMask segm AP 2.3 / box AP 2.6
 (dense one-stage training starts slower: at 1,000 iterations it reaches about 25 / 29, see the README);
@@ -92,7 +93,8 @@ def test_short_rdsnet_training_then_mbrm_stage(tmp_path):
 # evaluated as segment proposals (top 300 windows, 20 validation images).
 SHARPMASK_OPTS = ["DATASETS.SHAPES.NUM_VAL", "20", "MODEL.SHARPMASK.TEST.TOP_N", "300", "SEED", "0",
                   "DATALOADER.NUM_WORKERS", "1", "SOLVER.CHECKPOINT_PERIOD", "1000"]
-SHARPMASK_MIN_AR = {"deepmask": 0.0, "sharpmask": 0.0}  # segm AR@100; measured (seed 0): see below
+# segm AR@100 (top 300, 20 images); measured (seed 0, twice, identical): DeepMask 11.6, SharpMask 14.5
+SHARPMASK_MIN_AR = {"deepmask": 7.0, "sharpmask": 8.5}
 
 
 def _proposal_train(out, config, *opts):
@@ -115,7 +117,8 @@ def test_short_deepmask_then_sharpmask_training(tmp_path):
     metrics2, final2 = _proposal_train(s2, "configs/SharpMask/shapes_sharpmask_R_18.yaml",
                                        "MODEL.WEIGHTS", str(s1 / "model_final.pth"), "SOLVER.MAX_ITER", "100",
                                        "SOLVER.STEPS", "(80,)", "SOLVER.WARMUP_ITERS", "20")
-    assert _falls([m["loss_mask_refined"] for m in metrics2 if "loss_mask_refined" in m], 0.8)
+    # one loss in stage 2: Detectron2 logs it as total_loss only
+    assert _falls([m["total_loss"] for m in metrics2 if "total_loss" in m], 0.8)
     before = torch.load(s1 / "model_final.pth", map_location="cpu", weights_only=False)["model"]
     after = torch.load(s2 / "model_final.pth", map_location="cpu", weights_only=False)["model"]
     assert set(after) - set(before) and all(k.startswith("refinement.") for k in set(after) - set(before))
