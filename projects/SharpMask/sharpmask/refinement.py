@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fvcore.nn import weight_init
+
 from segzoo.errors import ConfigError
 
 __all__ = ["SharpMaskRefinement"]
@@ -20,8 +22,7 @@ __all__ = ["SharpMaskRefinement"]
 
 def _conv3x3(cin, cout):
     conv = nn.Conv2d(cin, cout, 3, padding=1)
-    nn.init.kaiming_uniform_(conv.weight, a=1)
-    nn.init.zeros_(conv.bias)
+    weight_init.c2_msra_fill(conv)  # He init: with 2-16 channels behind ReLUs, smaller inits stall
     return conv
 
 
@@ -41,8 +42,7 @@ class SharpMaskRefinement(nn.Module):
         widths = [max(k // 2 ** i, 1) for i in range(n + 1)]  # k_m^1 .. k_m^{n+1}
         self.window_cells = s.WINDOW // 16
         self.k1 = widths[0]
-        self.m1 = nn.Linear(s.EMBED_DIM, widths[0] * self.window_cells ** 2)
-        nn.init.normal_(self.m1.weight, std=0.01)
+        self.m1 = nn.Linear(s.EMBED_DIM, widths[0] * self.window_cells ** 2)  # PyTorch's default init
         nn.init.zeros_(self.m1.bias)
         self.skips = nn.ModuleList(
             nn.Sequential(_conv3x3(channels[f], s.REFINE_SKIP_DIM), nn.ReLU(inplace=True),
@@ -51,6 +51,7 @@ class SharpMaskRefinement(nn.Module):
         )
         self.merges = nn.ModuleList(_conv3x3(2 * widths[i], widths[i + 1]) for i in range(n))
         self.predictor = _conv3x3(widths[n], 1)
+        nn.init.normal_(self.predictor.weight, std=0.001)  # start at p = 0.5 everywhere
 
     def skip_maps(self, features: Dict[str, torch.Tensor]) -> List[torch.Tensor]:
         """S^i for every stage, over whole maps (computed once per image scale)."""
