@@ -56,3 +56,38 @@ def test_evaluates_perfect_predictions(tiny_val, tmp_path):
         evaluator.process([{"image_id": d["image_id"], "height": h, "width": w}], [{"instances": inst}])
     res = evaluator.evaluate()
     assert res["bbox"]["AP"] > 95 and res["segm"]["AP"] > 95
+
+
+def test_sharpmask_patches_and_proposal_recall_on_real_coco(tiny_val, tmp_path):
+    """Polygons and crowd RLEs through the SharpMask patch sampler, then perfect segment proposals
+    (the non-crowd ground truth) through the AR evaluator: recall 100 at every count."""
+    from sharpmask import SharpMaskDatasetMapper
+    from sharpmask.sampler import instance_mask
+
+    from segzoo.config import load_config
+
+    cfg = load_config("configs/SharpMask/deepmask_R_50.yaml", ["MODEL.DEVICE", "cpu"])
+    mapper = SharpMaskDatasetMapper(cfg, True)
+    np.random.seed(0)
+    dicts = DatasetCatalog.get(tiny_val)[:6]
+    for d in dicts:
+        out = mapper(d)
+        assert out["patches"].shape == (4, 3, 192, 192)
+        m = out["mask_sample"]
+        assert (out["masks"][m].flatten(1).sum(1) > 0).all()  # every mask sample has its object
+        assert (out["labels"][m] == 1).all()
+    evaluator = EVALUATORS["segment_proposals"](cfg, tiny_val, str(tmp_path))
+    evaluator.reset()
+    for d in dicts:
+        anns = [a for a in d["annotations"] if not a.get("iscrowd", 0)]
+        inst = Instances((d["height"], d["width"]))
+        masks = np.stack([instance_mask(a["segmentation"], d["height"], d["width"]) for a in anns]) if anns else \
+            np.zeros((0, d["height"], d["width"]), np.uint8)
+        inst.pred_masks = torch.as_tensor(masks, dtype=torch.bool)
+        inst.pred_boxes = Boxes(torch.tensor([BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS)
+                                              for a in anns], dtype=torch.float32).reshape(-1, 4))
+        inst.scores = torch.ones(len(anns))
+        evaluator.process([{"image_id": d["image_id"]}], [{"instances": inst}])
+    res = evaluator.evaluate()
+    for task in ("segm_proposals", "box_proposals"):
+        assert res[task]["AR@100"] == pytest.approx(100.0, abs=0.5), res[task]
