@@ -15,6 +15,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from segzoo.modeling.layers import mask_tight_boxes  # noqa: F401  (re-exported)
+
 __all__ = ["MBRM", "mask_tight_boxes", "profiles"]
 
 _EDGES = ("left", "top", "right", "bottom")  # box coordinate order x0, y0, x1, y1
@@ -96,19 +98,3 @@ class MBRM(nn.Module):
         return self.edge_losses(*profiles(masks), boxes, gt_boxes)
 
 
-def mask_tight_boxes(masks: Tensor, fallback: Tensor) -> Tensor:
-    """(N, 4) tight XYXY boxes of (N, H, W) bool masks; empty masks keep ``fallback``."""
-    n, h, w = masks.shape
-    if n == 0:
-        return fallback.clone()
-    cols = masks.any(dim=1)  # (N, W)
-    rows = masks.any(dim=2)  # (N, H)
-    xs = torch.arange(w, device=masks.device)
-    ys = torch.arange(h, device=masks.device)
-    big = max(h, w) + 1
-    x0 = torch.where(cols, xs, big).amin(dim=1)
-    x1 = torch.where(cols, xs, -1).amax(dim=1) + 1
-    y0 = torch.where(rows, ys, big).amin(dim=1)
-    y1 = torch.where(rows, ys, -1).amax(dim=1) + 1
-    tight = torch.stack([x0, y0, x1, y1], dim=1).to(fallback.dtype)
-    return torch.where(cols.any(dim=1, keepdim=True), tight, fallback)

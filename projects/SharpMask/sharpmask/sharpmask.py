@@ -21,6 +21,7 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import Boxes, Instances
 
 from segzoo.errors import ConfigError
+from segzoo.modeling.layers import mask_tight_boxes
 
 from .refinement import SharpMaskRefinement
 from .sampler import PatchGeometry
@@ -269,7 +270,7 @@ class SharpMask(nn.Module):
             bitmasks = paste_masks_in_image(windows.masks.sigmoid(), Boxes(boxes), (oh, ow), self.mask_thresh)
         keep = bitmasks.flatten(1).any(1) if len(bitmasks) else torch.zeros(0, dtype=torch.bool)
         bitmasks, logits = bitmasks[keep], windows.logits[keep]
-        tight = _tight_boxes(bitmasks)
+        tight = mask_tight_boxes(bitmasks, torch.zeros((len(bitmasks), 4), device=bitmasks.device))
         if self.nms_thresh < 1.0 and len(tight):
             k = batched_nms(tight, logits, torch.zeros_like(logits, dtype=torch.long), self.nms_thresh)
             bitmasks, logits, tight = bitmasks[k], logits[k], tight[k]
@@ -290,7 +291,7 @@ class SharpMask(nn.Module):
         fg = windows.masks.sigmoid() >= self.mask_thresh
         keep = fg.flatten(1).any(1)
         fg, win, logits = fg[keep], windows.boxes[keep], windows.logits[keep]
-        tight = _tight_boxes(fg) / fg.shape[-1]  # fractions of the window
+        tight = mask_tight_boxes(fg, torch.zeros((len(fg), 4), device=fg.device)) / fg.shape[-1]  # window fractions
         size = win[:, 2:] - win[:, :2]
         boxes = torch.cat([win[:, :2] + tight[:, :2] * size, win[:, :2] + tight[:, 2:] * size], 1)
         boxes = Boxes(boxes * boxes.new_tensor([ow / w, oh / h, ow / w, oh / h]))
@@ -316,21 +317,3 @@ def _mean_bce(logits, target):
     if logits.numel() == 0:
         return logits.sum() * 0.0
     return F.binary_cross_entropy_with_logits(logits, target, reduction="mean")
-
-
-def _tight_boxes(bitmasks):
-    """XYXY boxes (pixel-corner convention) of (N, H, W) bool masks; all present."""
-    if len(bitmasks) == 0:
-        return torch.zeros((0, 4), device=bitmasks.device)
-    rows, cols = bitmasks.any(2), bitmasks.any(1)
-
-    def span(v):
-        n = v.shape[1]
-        ar = torch.arange(n, device=v.device)
-        lo = torch.where(v, ar, n).min(1).values
-        hi = torch.where(v, ar, -1).max(1).values + 1
-        return lo.float(), hi.float()
-
-    y0, y1 = span(rows)
-    x0, x1 = span(cols)
-    return torch.stack([x0, y0, x1, y1], 1)

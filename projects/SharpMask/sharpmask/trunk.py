@@ -83,10 +83,6 @@ class DeepMaskTrunk(nn.Module):
         if s.REFLECT_PADDING:
             use_reflect_padding(self.resnet)
 
-    @property
-    def size_divisibility(self) -> int:
-        return 16
-
     def features(self, x):
         """Bottom-up maps of ``x`` (B,3,H,W), H and W multiples of 16."""
         stem = self.resnet.stem

@@ -1,10 +1,11 @@
 """Small building blocks shared by the plugins' heads."""
+import torch
 from torch import Tensor, nn
 
 from detectron2.layers import get_norm
 from detectron2.structures import BitMasks, Instances, PolygonMasks
 
-__all__ = ["conv_block", "instance_bitmasks", "norm_layer"]
+__all__ = ["conv_block", "instance_bitmasks", "mask_tight_boxes", "norm_layer"]
 
 
 def norm_layer(norm: str, channels: int):
@@ -46,3 +47,21 @@ def instance_bitmasks(inst: Instances) -> Tensor:
     if isinstance(masks, Tensor):
         return masks.bool()
     raise TypeError(f"unsupported gt_masks type {type(masks).__name__}")
+
+
+def mask_tight_boxes(masks: Tensor, fallback: Tensor) -> Tensor:
+    """(N, 4) tight XYXY boxes of (N, H, W) bool masks; empty masks keep ``fallback``."""
+    n, h, w = masks.shape
+    if n == 0:
+        return fallback.clone()
+    cols = masks.any(dim=1)  # (N, W)
+    rows = masks.any(dim=2)  # (N, H)
+    xs = torch.arange(w, device=masks.device)
+    ys = torch.arange(h, device=masks.device)
+    big = max(h, w) + 1
+    x0 = torch.where(cols, xs, big).amin(dim=1)
+    x1 = torch.where(cols, xs, -1).amax(dim=1) + 1
+    y0 = torch.where(rows, ys, big).amin(dim=1)
+    y1 = torch.where(rows, ys, -1).amax(dim=1) + 1
+    tight = torch.stack([x0, y0, x1, y1], dim=1).to(fallback.dtype)
+    return torch.where(cols.any(dim=1, keepdim=True), tight, fallback)
