@@ -1,9 +1,10 @@
 """Timing helpers shared by the benchmark scripts in tools/."""
 import json
 import os
+import re
 import statistics
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
@@ -12,6 +13,7 @@ __all__ = [
     "build_eval_model",
     "median_ms",
     "peak_memory_mb",
+    "peak_rss_mb",
     "saved_for_backward_mb",
     "start_run",
     "write_json",
@@ -42,6 +44,25 @@ def peak_memory_mb(fn: Callable[[], object]) -> float:
     fn()
     torch.cuda.synchronize()
     return (torch.cuda.max_memory_allocated() - base) / 2**20
+
+
+def _rss_hwm_kb():
+    with open("/proc/self/status") as f:
+        return int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))
+
+
+def peak_rss_mb(fn: Callable[[], object]) -> Optional[float]:
+    """Peak resident memory of this process during ``fn()`` above its resident memory before,
+    in MB (Linux: the high-water mark is reset through /proc/self/clear_refs); None where the
+    kernel does not allow it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        base = _rss_hwm_kb()
+    except OSError:
+        return None
+    fn()
+    return max(0.0, (_rss_hwm_kb() - base) / 1024)
 
 
 def saved_for_backward_mb(fn: Callable[[], object]) -> float:

@@ -52,7 +52,7 @@ class CfgNode(_D2CfgNode):
 
 def add_segzoo_config(cfg) -> None:
     """Keys shared by all plugins: datasets from the command line / config, shapes sizes."""
-    from detectron2.config import CfgNode as CN
+    CN = type(cfg)  # nodes of the same class as the root, so yaml files can set them
 
     # [[name, instances_json, image_root], ...]: COCO-format datasets registered before use.
     cfg.DATASETS.COCO_FORMAT = []
