@@ -2,16 +2,22 @@
 PY := .venv/bin/python
 OUTPUT ?= output/demo
 
-.PHONY: setup demo test build bench-roi clean
+.PHONY: setup demo test zoo bench-zoo build bench-roi clean
 
 setup:  ## create .venv and install everything (idempotent)
 	bash tools/setup_env.sh
 
 demo: setup  ## generate the synthetic data, train + evaluate Mask R-CNN, write visualisations
-	$(PY) tools/demo.py --output $(OUTPUT)
+	$(PY) tools/quickstart.py --output $(OUTPUT)
 
 test: setup  ## the test suite
 	$(PY) -m pytest -q tests
+
+zoo: setup  ## every method on one harness (synthetic data): tables + plot in output/zoo/...
+	$(PY) tools/model_zoo.py $(ZOO_ARGS)
+
+bench-zoo: setup  ## per-method latency vs instances, training throughput, peak memory
+	$(PY) tools/bench_zoo.py $(BENCH_ARGS)
 
 build:  ## force a rebuild of the C++/CUDA extension
 	rm -f .venv/.segzoo-ext-*

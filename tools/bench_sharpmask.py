@@ -15,22 +15,16 @@ Writes a JSON file (--output) and prints a Markdown table.
 """
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import segzoo  # noqa: E402,F401
 from segzoo.benchmark import add_run_args, start_run, write_json  # noqa: E402
+from segzoo.zoo.measure import timed_inference  # noqa: E402
 
 PRESETS = {"shapes": "configs/SharpMask/shapes_sharpmask_R_18.yaml", "coco": "configs/SharpMask/sharpmask_R_50.yaml"}
-
-
-def _sync(device):
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def build(args, device):
@@ -68,22 +62,6 @@ def load_inputs(args, cfg, device):
              "height": args.size, "width": args.size} for _ in range(args.images)]
 
 
-def time_variant(model, inputs, device, repeats, warmup):
-    times, counts = [], []
-    with torch.no_grad():
-        for _ in range(warmup):
-            model(inputs[:1])
-        for inp in inputs:
-            for _ in range(repeats):
-                _sync(device)
-                t = time.perf_counter()
-                out = model([inp])
-                _sync(device)
-                times.append((time.perf_counter() - t) * 1000)
-            counts.append(len(out[0]["instances"]))
-    return statistics.median(times), statistics.mean(counts)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--preset", default="shapes", choices=sorted(PRESETS))
@@ -114,7 +92,7 @@ def main():
     for name, (refine, n) in variants.items():
         model.refine, model.top_n = refine, n
         subset = inputs if name != "sharpmask_refine_all" else inputs[:2]
-        ms, count = time_variant(model, subset, device, args.repeats if name != "sharpmask_refine_all" else 1,
+        ms, count = timed_inference(model, subset, device, args.repeats if name != "sharpmask_refine_all" else 1,
                                  args.warmup if name != "sharpmask_refine_all" else 0)
         result[f"{name}_ms"], result[f"{name}_proposals"] = ms, count
         print(f"  {name}: {ms:.0f} ms/image, {count:.0f} proposals", flush=True)

@@ -1,0 +1,102 @@
+"""Per-method benchmark on the comparison's harness, untrained weights: inference latency against
+the number of instances per image (forced: score threshold 0, NMS off, cap n), training
+throughput and peak memory. Every measurement runs in a fresh process (:func:`run_isolated`)."""
+import os
+from typing import Dict, List, Sequence
+
+import torch
+
+from .measure import inference_stats, run_isolated, train_stats
+from .methods import METHODS, Harness, Method, detections_opts, harness_opts
+from .runner import build_model_from
+
+__all__ = ["bench_method", "markdown_tables", "method_opts"]
+
+
+def _proposer_config(h: Harness, workdir: str) -> str:
+    """The SharpMask proposer's config on the harness, written where Fast R-CNN can read it."""
+    from ..config import load_config
+
+    m = METHODS["sharpmask"]
+    cfg = load_config(m.config, [*harness_opts(m, h), "MODEL.WEIGHTS", ""])
+    path = os.path.join(workdir, "sharpmask_proposer.yaml")
+    os.makedirs(workdir, exist_ok=True)
+    with open(path, "w") as f:
+        f.write(cfg.dump())
+    return path
+
+
+def method_opts(m: Method, h: Harness, workdir: str) -> List[str]:
+    """Harness overrides with random weights; Fast R-CNN gets an (untrained) SharpMask proposer
+    running inside the detector."""
+    opts = [*harness_opts(m, h), "MODEL.WEIGHTS", ""]
+    if m.uses_proposals:
+        opts += ["MODEL.LOAD_PROPOSALS", "False", "MODEL.PROPOSAL_GENERATOR.NAME", "SharpMaskProposals",
+                 "MODEL.SHARPMASK.PROPOSAL_CONFIG", _proposer_config(h, workdir),
+                 "MODEL.SHARPMASK.PROPOSAL_WEIGHTS", "", "DATASETS.PROPOSAL_FILES_TRAIN", "()",
+                 "DATASETS.PROPOSAL_FILES_TEST", "()"]
+    return opts
+
+
+def _inference(config, opts, by_n: Dict[int, List[str]], size, repeats, device, threads) -> List[Dict]:
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(0)
+    image = (torch.rand(3, size, size, generator=g) * 255).to(device)
+    rows = []
+    for i, n in enumerate(sorted(by_n, reverse=True)):  # the largest first: its memory peak is cold
+        torch.manual_seed(0)
+        model, _ = build_model_from(config, [*opts, *by_n[n]])
+        x = {"image": image, "height": size, "width": size}
+        stats = inference_stats(model, [x], device, repeats=repeats)
+        if i:
+            stats["inference_peak_mb"] = None
+        rows.append({"instances_requested": n, **stats})
+    return sorted(rows, key=lambda r: r["instances_requested"])
+
+
+def _training(config, opts, iters, batch, device, threads, seed=0) -> Dict:
+    from detectron2.data import DatasetCatalog
+
+    from ..data import build_train_mapper
+    from ..engine.optim import build_optimizer
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    model, cfg = build_model_from(config, opts)
+    mapper = build_train_mapper(cfg)
+    dicts = DatasetCatalog.get(cfg.DATASETS.TRAIN[0])
+    batches = []
+    for it in range(iters):
+        batch_dicts = [dicts[(it * batch + j) % len(dicts)] for j in range(batch)]
+        batches.append([mapper(d) for d in batch_dicts])
+    return train_stats(model, build_optimizer(cfg, model), batches, device)
+
+
+def bench_method(m: Method, h: Harness, instances: Sequence[int], workdir: str, repeats: int = 5,
+                 train_iters: int = 5, threads: int = 0) -> Dict:
+    threads = threads or torch.get_num_threads()
+    opts = method_opts(m, h, workdir)
+    by_n = {n: detections_opts(m, n) for n in instances}
+    inference = run_isolated(_inference, m.config, opts, by_n, h.size, repeats, h.device, threads)
+    row = {"method": m.name, "label": m.label, "inference": inference}
+    if train_iters:
+        row.update(run_isolated(_training, m.config, opts, train_iters, h.schedule.batch, h.device, threads))
+    return row
+
+
+def markdown_tables(rows: List[Dict], title: str) -> str:
+    ns = sorted({r["instances_requested"] for row in rows for r in row["inference"]})
+    lines = [title, "", "| method | " + " | ".join(f"{n} inst. (ms)" for n in ns)
+             + " | inference peak (MB) | train (img/s) | train peak (MB) |",
+             "|---|" + "---:|" * (len(ns) + 3)]
+    for row in rows:
+        by_n = {r["instances_requested"]: r for r in row["inference"]}
+        lat = [f"{by_n[n]['latency_ms']:.0f}" if n in by_n else "–" for n in ns]
+        peak = next((r["inference_peak_mb"] for r in row["inference"] if r["inference_peak_mb"] is not None), None)
+
+        def fmt(v, f):
+            return "–" if v is None else f.format(v)
+
+        lines.append(f"| {row['label']} | " + " | ".join(lat) + f" | {fmt(peak, '{:.0f}')} | "
+                     f"{fmt(row.get('train_images_per_s'), '{:.2f}')} | {fmt(row.get('train_peak_mb'), '{:.0f}')} |")
+    return "\n".join(lines) + "\n"

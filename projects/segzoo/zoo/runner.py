@@ -1,0 +1,218 @@
+"""Train, evaluate and measure every method of the comparison on one harness.
+
+Each method runs in ``<output>/<method>``: training is ``train_net.py --resume`` in a
+subprocess (Detectron2 logs progress and ETA; an interrupted run continues from its last
+checkpoint), evaluation is Detectron2's end-of-training EvalHook, and the measurements of the
+trained model are cached in ``zoo_measure.json``. A finished method is reused as it is; a
+folder trained with other settings is refused rather than mixed into the table.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Dict, List
+
+import torch
+
+from ..engine.results import last_eval_metrics, median_iteration_time
+from ..errors import UserError
+from .measure import count_parameters, inference_stats, run_isolated
+from .methods import METHODS, Harness, Method, harness_opts, method_order
+
+__all__ = ["REPO", "Zoo", "build_model_from", "measure_trained", "test_inputs"]
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def _read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _write_json(path, obj):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def build_model_from(config_file: str, opts=(), weights: str = ""):
+    """A model (eval mode) and its config from a config file + overrides, every plugin and
+    the config's datasets registered, ``weights`` loaded when given."""
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model
+
+    from ..config import load_config
+    from ..engine import register_datasets_from_cfg
+    from ..plugins import import_plugins
+
+    import_plugins()
+    cfg = load_config(config_file, list(opts))
+    register_datasets_from_cfg(cfg)
+    model = build_model(cfg).eval()
+    if weights:
+        DetectionCheckpointer(model).load(weights)
+    return model, cfg
+
+
+def test_inputs(cfg, dataset: str, n: int) -> List[dict]:
+    """The first ``n`` images of ``dataset`` as model inputs on the config's device."""
+    from detectron2.data import DatasetCatalog
+
+    from ..data import CheckedDatasetMapper
+
+    mapper = CheckedDatasetMapper(cfg, False)
+    inputs = [mapper(d) for d in DatasetCatalog.get(dataset)[:n]]
+    for x in inputs:
+        x["image"] = x["image"].to(cfg.MODEL.DEVICE)
+    if not inputs:
+        raise UserError(f"dataset {dataset} has no images to time")
+    return inputs
+
+
+def measure_trained(config_file, opts, weights, dataset, n, threads) -> Dict:
+    """Parameters, inference peak memory and median latency of a trained model on the first
+    ``n`` images of ``dataset`` (meant to run in a fresh process: :func:`run_isolated`)."""
+    torch.set_num_threads(threads)
+    model, cfg = build_model_from(config_file, opts, weights)
+    inputs = test_inputs(cfg, dataset, n)
+    return {"parameters": count_parameters(model), **inference_stats(model, inputs, cfg.MODEL.DEVICE)}
+
+
+class Zoo:
+    def __init__(self, harness: Harness, output: str, methods: List[str], timed_images: int = 10,
+                 env: Dict[str, str] = None, say=print):
+        self.h = harness
+        self.output = os.path.abspath(output)
+        self.names = method_order(methods)
+        self.requested = [n for n in self.names if n in methods]
+        self.timed_images = timed_images
+        self.env = env
+        self.say = say
+
+    # --- folders ---------------------------------------------------------------------------
+    def run_dir(self, name: str) -> str:
+        return os.path.join(self.output, name)
+
+    def final_weights(self, name: str) -> str:
+        return os.path.join(self.run_dir(name), "model_final.pth")
+
+    def proposal_file(self, name: str, dataset: str) -> str:
+        return os.path.join(self.run_dir(name), f"proposals_{dataset}.pkl")
+
+    def is_trained(self, name: str) -> bool:
+        return os.path.isfile(self.final_weights(name)) and bool(last_eval_metrics(self.run_dir(name)))
+
+    # --- one method ------------------------------------------------------------------------
+    def train_opts(self, m: Method) -> List[str]:
+        opts = harness_opts(m, self.h)
+        if m.parent and not m.uses_proposals:
+            opts += [m.parent_key, self.final_weights(m.parent)]
+        if m.uses_proposals:
+            opts += ["DATASETS.PROPOSAL_FILES_TRAIN", f"('{self.proposal_file(m.name, self.h.train)}',)",
+                     "DATASETS.PROPOSAL_FILES_TEST", f"('{self.proposal_file(m.name, self.h.test)}',)",
+                     "DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TRAIN", str(self.h.proposals),
+                     "DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST", str(self.h.proposals)]
+        return opts + ["OUTPUT_DIR", self.run_dir(m.name)]
+
+    def _check_settings(self, m: Method, opts: List[str]):
+        path = os.path.join(self.run_dir(m.name), "zoo_stage.json")
+        settings = {"config": m.config, "opts": opts}
+        started = os.path.isfile(os.path.join(self.run_dir(m.name), "last_checkpoint"))
+        if os.path.isfile(path) and started:
+            if _read_json(path) != settings:
+                raise UserError(f"{self.run_dir(m.name)} holds a {m.name} run with other settings "
+                                f"(see {path}); pick another --output")
+        else:  # nothing trained yet: (re)write the settings
+            _write_json(path, settings)
+
+    def _run(self, what: str, cmd: List[str]):
+        env = dict(os.environ, **(self.env or {}))
+        r = subprocess.run(cmd, cwd=REPO, env=env)
+        if r.returncode != 0:
+            raise UserError(f"{what} failed (exit status {r.returncode}): {' '.join(cmd[1:])}")
+
+    def export_proposals(self, m: Method):
+        parent_dir = self.run_dir(m.parent)
+        for dataset in dict.fromkeys([self.h.train, self.h.test]):
+            out = self.proposal_file(m.name, dataset)
+            if os.path.isfile(out):
+                continue
+            self.say(f"[zoo] {m.name}: exporting {m.parent} proposals of {dataset}")
+            self._run(f"{m.name}: proposal export", [
+                sys.executable, os.path.join(REPO, "tools", "export_sharpmask_proposals.py"),
+                "--config-file", os.path.join(parent_dir, "config.yaml"), "--dataset", dataset,
+                "--output", out, "--top-k", str(self.h.proposals), "--resume", "--save-every", "50",
+                "MODEL.WEIGHTS", self.final_weights(m.parent), "MODEL.DEVICE", self.h.device])
+
+    def train(self, m: Method) -> bool:
+        """Train and evaluate ``m`` unless done; True when it was reused."""
+        opts = self.train_opts(m)
+        self._check_settings(m, opts)
+        if self.is_trained(m.name):
+            return True
+        if m.parent and not self.is_trained(m.parent):
+            raise UserError(f"{m.name} needs a trained {m.parent} in {self.run_dir(m.parent)}")
+        if m.uses_proposals:
+            self.export_proposals(m)
+        self._run(f"{m.name}: train_net.py", [sys.executable, os.path.join(REPO, "train_net.py"), "--resume",
+                                              "--config-file", os.path.join(REPO, m.config), *opts])
+        if not self.is_trained(m.name):
+            raise UserError(f"{m.name}: training ended without {self.final_weights(m.name)} and evaluation results")
+        return False
+
+    def measure_opts(self, m: Method) -> List[str]:
+        """Overrides of the trained config for timing: Fast R-CNN computes its SharpMask proposals
+        in the detector instead of reading the exported ones."""
+        opts = ["MODEL.DEVICE", self.h.device]
+        if m.uses_proposals:
+            opts += ["MODEL.LOAD_PROPOSALS", "False", "MODEL.PROPOSAL_GENERATOR.NAME", "SharpMaskProposals",
+                     "MODEL.SHARPMASK.PROPOSAL_CONFIG", os.path.join(self.run_dir(m.parent), "config.yaml"),
+                     "MODEL.SHARPMASK.PROPOSAL_WEIGHTS", self.final_weights(m.parent),
+                     "MODEL.SHARPMASK.PROPOSAL_TOPK_TEST", str(self.h.proposals)]
+        return opts
+
+    def measure(self, m: Method) -> Dict:
+        """Parameters, latency and inference peak memory of the trained model, measured in a fresh
+        process and cached in ``zoo_measure.json``."""
+        path = os.path.join(self.run_dir(m.name), "zoo_measure.json")
+        key = {"version": 2, "device": self.h.device, "timed_images": self.timed_images,
+               "threads": torch.get_num_threads()}
+        if os.path.isfile(path):
+            cached = _read_json(path)
+            if cached.get("key") == key:
+                return cached["result"]
+        result = run_isolated(measure_trained, os.path.join(self.run_dir(m.name), "config.yaml"),
+                              self.measure_opts(m), self.final_weights(m.name), self.h.test, self.timed_images,
+                              torch.get_num_threads())
+        _write_json(path, {"key": key, "result": result})
+        return result
+
+    def row(self, m: Method, reused: bool) -> Dict:
+        run = self.run_dir(m.name)
+        metrics = {k: v for k, v in last_eval_metrics(run).items() if k != "iteration"}
+        row = {"method": m.name, "label": m.label, "kind": m.kind, "config": m.config, "parent": m.parent,
+               "note": m.note, "reused": reused, "output_dir": run,
+               "iterations": last_eval_metrics(run).get("iteration"),
+               "train_s_per_iter": median_iteration_time(run), **self.measure(m), "metrics": metrics}
+        return row
+
+    # --- all --------------------------------------------------------------------------------
+    def run(self) -> List[Dict]:
+        rows, t0 = [], time.time()
+        for i, name in enumerate(self.names, 1):
+            m = METHODS[name]
+            self.say(f"[zoo] ({i}/{len(self.names)}) {name}: {m.config}"
+                     + (f" on {m.parent}" if m.parent else ""))
+            t = time.time()
+            reused = self.train(m)
+            self.say(f"[zoo] ({i}/{len(self.names)}) {name}: "
+                     + ("finished run reused" if reused else f"trained + evaluated in {time.time() - t:.0f}s")
+                     + "; measuring")
+            row = self.row(m, reused)
+            self.say(f"[zoo] ({i}/{len(self.names)}) {name}: {row['latency_ms']:.0f} ms/image, "
+                     f"{row['parameters'] / 1e6:.2f} M parameters; {time.time() - t0:.0f}s elapsed")
+            if name in self.requested:
+                rows.append(row)
+        return rows
