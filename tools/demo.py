@@ -1,83 +1,130 @@
 #!/usr/bin/env python
-"""`make demo`: generate the synthetic data, train and evaluate the small models on this machine,
-and write visualisations of their predictions.
+"""Run any config + checkpoint on images and write visualisations (masks, boxes, class and
+score) drawn with Detectron2's Visualizer, like Detectron2's demo/demo.py.
 
-Each run lives in <output>/<name>; rerunning resumes unfinished runs and re-evaluates finished ones.
+    python tools/demo.py --config-file configs/MaskRCNN/shapes_R_18_FPN.yaml \\
+        --input image.png more_images/ --output vis/ MODEL.WEIGHTS output/demo/mask_rcnn/model_final.pth
+    python tools/demo.py --config-file configs/SharpMask/shapes_sharpmask_R_18.yaml --input img.png \\
+        --output vis/ --max-instances 20 MODEL.WEIGHTS output/SharpMask/shapes_sharpmask_R_18/model_final.pth
+
+--input takes image files, folders (their .jpg/.jpeg/.png/.bmp/.tif files) and glob patterns.
+Each image gives <output>/<name>.png; with one input image, an --output ending in an image
+extension is the file written. Segment-proposal models (DeepMask/SharpMask) are drawn class
+agnostic. Unreadable images are reported and skipped (exit status 1 at the end); the others
+are still written. <output>/predictions.json lists what was found per image.
 """
 import argparse
+import glob
+import json
 import os
-import subprocess
 import sys
 import time
 
-import segzoo  # noqa: F401  (first: Detectron2 compat, datasets)
-import torch
-from detectron2.data import DatasetCatalog
-from detectron2.engine import DefaultPredictor
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import segzoo  # noqa: E402,F401
+from segzoo.errors import UserError  # noqa: E402
 
-from segzoo.config import load_config
-from segzoo.engine import last_eval_metrics
-from segzoo.engine.visualize import write_visualizations
-from segzoo.plugins import import_plugins
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-# (name, config, score threshold of the visualisations); `make demo` trains each in turn.
-# FCOS scores are sqrt(cls * centerness) from a focal-loss classifier: lower than Mask R-CNN's
-# softmax scores for the same quality, hence the lower threshold.
-DEMO_RUNS = [
-    ("mask_rcnn", "configs/MaskRCNN/shapes_R_18_FPN.yaml", 0.5),
-    ("blendmask", "configs/BlendMask/shapes_R_18.yaml", 0.3),
-]
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+CLASS_AGNOSTIC = ("SharpMask",)  # meta-architectures whose outputs are class-agnostic proposals
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--output", default="output/demo")
-    p.add_argument("--num-vis", type=int, default=8, help="validation images to visualise per model")
-    p.add_argument("--only", nargs="*", help="run only these demo names")
-    args = p.parse_args()
-    import_plugins()  # registers the plugins' meta-architectures for DefaultPredictor
+def list_images(inputs):
+    files = []
+    for entry in inputs:
+        if os.path.isdir(entry):
+            found = sorted(os.path.join(entry, f) for f in os.listdir(entry) if f.lower().endswith(IMAGE_EXTS))
+            if not found:
+                raise UserError(f"--input {entry}: no images ({', '.join(IMAGE_EXTS)}) in this folder")
+            files += found
+        elif os.path.isfile(entry):
+            files.append(entry)
+        else:
+            matches = sorted(glob.glob(os.path.expanduser(entry)))
+            if not matches:
+                raise UserError(f"--input {entry}: no such file, folder or matching pattern")
+            files += [m for m in matches if os.path.isfile(m)]
+    return files
 
-    t0 = time.time()
-    for name in ("shapes_train", "shapes_val"):
-        print(f"[demo] dataset {name}: {len(DatasetCatalog.get(name))} images", flush=True)
-    print(f"[demo] data ready in {time.time() - t0:.0f}s", flush=True)
 
-    summary = []
-    for name, config, vis_thresh in DEMO_RUNS:
-        if args.only and name not in args.only:
+def build_predictor(args):
+    import torch
+    from detectron2.data import MetadataCatalog
+    from detectron2.engine import DefaultPredictor
+
+    from segzoo.config import load_config
+    from segzoo.data import register_coco_dataset
+    from segzoo.plugins import import_plugins
+
+    import_plugins()
+    cfg = load_config(args.config_file, args.opts)
+    for entry in cfg.DATASETS.COCO_FORMAT:
+        register_coco_dataset(*entry)
+    if not torch.cuda.is_available():
+        cfg.MODEL.DEVICE = "cpu"
+    if not cfg.MODEL.WEIGHTS:
+        print("[demo] warning: MODEL.WEIGHTS is empty: predictions of an untrained model", file=sys.stderr)
+    elif not os.path.isfile(cfg.MODEL.WEIGHTS) and "://" not in cfg.MODEL.WEIGHTS:
+        raise UserError(f"MODEL.WEIGHTS: checkpoint not found: {cfg.MODEL.WEIGHTS}")
+    cfg.freeze()
+    if cfg.MODEL.META_ARCHITECTURE in CLASS_AGNOSTIC:
+        metadata = MetadataCatalog.get("__segzoo_proposals")
+        metadata.set(thing_classes=["object"])
+    else:
+        metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "__unused")
+    return DefaultPredictor(cfg), metadata
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config-file", required=True)
+    p.add_argument("--input", nargs="+", required=True, help="image files, folders or glob patterns")
+    p.add_argument("--output", required=True, help="folder (or, for one image, a .png/.jpg file)")
+    p.add_argument("--confidence-threshold", type=float, default=0.5)
+    p.add_argument("--max-instances", type=int, default=100, help="draw at most this many (highest scores)")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides, e.g. MODEL.WEIGHTS ...")
+    args = p.parse_args(argv)
+    try:
+        images = list_images(args.input)
+        predictor, metadata = build_predictor(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    import cv2
+    import torch
+    from detectron2.data.detection_utils import read_image
+
+    from segzoo.engine.visualize import draw_predictions
+
+    single_file = len(images) == 1 and args.output.lower().endswith(IMAGE_EXTS)
+    out_dir = os.path.dirname(os.path.abspath(args.output)) if single_file else args.output
+    os.makedirs(out_dir, exist_ok=True)
+    summary, failed = [], 0
+    for i, path in enumerate(images, 1):
+        try:
+            bgr = read_image(path, format="BGR")
+        except Exception as e:  # noqa: BLE001  (PIL raises several types for unreadable files)
+            print(f"[demo] error: {path}: cannot read the image ({e}); skipped", file=sys.stderr)
+            failed += 1
             continue
-        out_dir = os.path.join(args.output, name)
-        print(f"[demo] training {name} ({config}) -> {out_dir}", flush=True)
-        t = time.time()
-        cmd = [sys.executable, os.path.join(REPO, "train_net.py"), "--config-file", config, "--resume",
-               "OUTPUT_DIR", out_dir]
-        r = subprocess.run(cmd, cwd=REPO)
-        if r.returncode != 0:
-            sys.exit(f"[demo] {name}: train_net.py failed with status {r.returncode}")
-        train_s = time.time() - t
-        metrics = last_eval_metrics(out_dir)
-
-        cfg = load_config(os.path.join(REPO, config), ["OUTPUT_DIR", out_dir,
-                                                       "MODEL.WEIGHTS", os.path.join(out_dir, "model_final.pth")])
-        if not torch.cuda.is_available():
-            cfg.MODEL.DEVICE = "cpu"
-        predictor = DefaultPredictor(cfg)
-        dataset = cfg.DATASETS.TEST[0]
-        vis_dir = os.path.join(out_dir, "vis")
-        written = write_visualizations(predictor, DatasetCatalog.get(dataset)[: args.num_vis], dataset, vis_dir,
-                                       score_thresh=vis_thresh)
-        print(f"[demo] {name}: wrote {len(written)} visualisations to {vis_dir}", flush=True)
-        summary.append((name, metrics.get("segm/AP", float("nan")), metrics.get("bbox/AP", float("nan")),
-                        train_s))
-
-    print("\n[demo] results on shapes_val (COCO AP)")
-    print(f"{'model':<14}{'mask AP':>9}{'box AP':>9}{'train+eval (s)':>16}")
-    for name, segm, bbox, secs in summary:
-        print(f"{name:<14}{segm:>9.1f}{bbox:>9.1f}{secs:>16.0f}")
-    print(f"[demo] total {time.time() - t0:.0f}s")
+        t = time.perf_counter()
+        with torch.no_grad():
+            inst = predictor(bgr)["instances"].to("cpu")
+        ms = (time.perf_counter() - t) * 1000
+        if inst.has("scores"):
+            inst = inst[inst.scores.argsort(descending=True)[: args.max_instances]]
+        vis = draw_predictions(bgr[:, :, ::-1], inst, metadata, args.confidence_threshold)
+        target = args.output if single_file else os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0] + ".png")
+        cv2.imwrite(target, vis[:, :, ::-1])
+        kept = inst[inst.scores >= args.confidence_threshold] if inst.has("scores") else inst
+        summary.append({"image": path, "output": target, "instances": len(kept), "ms": round(ms, 1),
+                        "scores": [round(float(s), 3) for s in kept.scores] if kept.has("scores") else []})
+        print(f"[demo] ({i}/{len(images)}) {path}: {len(kept)} instances >= {args.confidence_threshold} "
+              f"in {ms:.0f} ms -> {target}", flush=True)
+    with open(os.path.join(out_dir, "predictions.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
