@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import textwrap
 from typing import Dict, List, Optional
 
 __all__ = ["markdown_table", "plot_ap_latency", "write_report"]
@@ -61,7 +62,10 @@ def plot_ap_latency(rows: List[Dict], path: str, title: str = "") -> Optional[st
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.set_xlabel("median inference latency per image (ms)")
     ax.set_ylabel("mask AP  (hollow: mask AR@100 of proposals)")
-    ax.set_title(title, fontsize=9)
+    xs = [x for x, *_ in points]
+    if min(xs) > 0 and max(xs) / min(xs) > 10:
+        ax.set_xscale("log")
+    ax.set_title("\n".join(textwrap.wrap(title, 90)), fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
