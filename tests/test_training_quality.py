@@ -61,7 +61,7 @@ RDSNET_SCHEDULE = ["SOLVER.MAX_ITER", "600", "SOLVER.STEPS", "(450, 550)", "SOLV
                    "SEED", "0", "DATALOADER.NUM_WORKERS", "1"]
 # measured (seed 0): 0.94 / 1.46, MBRM stage box 1.60; another run of the same seed gave box 0.47 (CPU
 # training is not bit-reproducible run to run: multithreaded float reductions), so the box bound sits
-# below that; an untrained RDSNet scores ~0.0
+# below that
 RDSNET_MIN_AP = {"segm": 0.55, "bbox": 0.3}
 
 
