@@ -12,7 +12,7 @@ from segzoo.errors import UserError
 from segzoo.zoo import METHODS, Harness, Schedule, detections_opts, harness_opts, method_order
 from segzoo.zoo.bench import method_opts
 from segzoo.zoo.measure import peak_memory, run_isolated
-from segzoo.zoo.runner import build_model_from
+from segzoo.benchmark import build_model_from
 
 from conftest import REPO
 

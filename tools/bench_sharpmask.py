@@ -21,25 +21,16 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import segzoo  # noqa: E402,F401
-from segzoo.benchmark import add_run_args, start_run, write_json  # noqa: E402
+from segzoo.benchmark import add_run_args, build_model_from, start_run, write_json  # noqa: E402
 from segzoo.zoo.measure import timed_inference  # noqa: E402
 
 PRESETS = {"shapes": "configs/SharpMask/shapes_sharpmask_R_18.yaml", "coco": "configs/SharpMask/sharpmask_R_50.yaml"}
 
 
 def build(args, device):
-    from detectron2.checkpoint import DetectionCheckpointer
-    from detectron2.modeling import build_model
-
-    from segzoo.config import load_config
-    from segzoo.plugins import import_plugins
-
-    import_plugins()
-    cfg = load_config(PRESETS[args.preset], ["MODEL.DEVICE", device, "MODEL.WEIGHTS", "", *args.opts])
     torch.manual_seed(0)
-    model = build_model(cfg).eval()
-    if args.weights:
-        DetectionCheckpointer(model).load(args.weights)
+    model, cfg = build_model_from(PRESETS[args.preset], ["MODEL.DEVICE", device, "MODEL.WEIGHTS", "", *args.opts],
+                                  args.weights)
     return cfg, model
 
 

@@ -11,6 +11,7 @@ import torch
 __all__ = [
     "add_run_args",
     "build_eval_model",
+    "build_model_from",
     "median_ms",
     "peak_memory_mb",
     "peak_rss_mb",
@@ -78,17 +79,27 @@ def saved_for_backward_mb(fn: Callable[[], object]) -> float:
     return sum(seen.values()) / 2**20
 
 
-def build_eval_model(config: str, opts=(), device: str = "cpu", seed: int = 0):
-    """A model in eval mode from a yaml config (every plugin registered), random weights."""
+def build_model_from(config: str, opts=(), weights: str = ""):
+    """A model in eval mode and its config from a yaml config + ``KEY VALUE`` overrides (every
+    plugin registered), ``weights`` loaded when given."""
+    from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
 
     from .config import load_config
     from .plugins import import_plugins
 
     import_plugins()
-    cfg = load_config(config, ["MODEL.DEVICE", device, "MODEL.WEIGHTS", "", *opts])
+    cfg = load_config(config, list(opts))
+    model = build_model(cfg).eval()
+    if weights:
+        DetectionCheckpointer(model).load(weights)
+    return model, cfg
+
+
+def build_eval_model(config: str, opts=(), device: str = "cpu", seed: int = 0):
+    """A model in eval mode from a yaml config (every plugin registered), random weights."""
     torch.manual_seed(seed)
-    return build_model(cfg).eval()
+    return build_model_from(config, ["MODEL.DEVICE", device, "MODEL.WEIGHTS", "", *opts])[0]
 
 
 def add_run_args(parser, output: str, repeats: int = 10, warmup: int = 2) -> None:
@@ -109,7 +120,9 @@ def start_run(parser, args) -> None:
     print(f"device {args.device}, torch threads {torch.get_num_threads()}", flush=True)
 
 
-def write_json(path: str, obj) -> None:
+def write_json(path: str, obj, indent: int = 2) -> None:
+    """Write ``obj`` as JSON, atomically (a crash never leaves a half-written file)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=2)
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, indent=indent)
+    os.replace(path + ".tmp", path)

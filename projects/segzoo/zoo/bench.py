@@ -6,9 +6,9 @@ from typing import Dict, List, Sequence
 
 import torch
 
+from ..benchmark import build_model_from
 from .measure import inference_stats, run_isolated, train_stats
 from .methods import METHODS, Harness, Method, detections_opts, harness_opts
-from .runner import build_model_from
 
 __all__ = ["bench_method", "markdown_tables", "method_opts"]
 
@@ -58,11 +58,13 @@ def _training(config, opts, iters, batch, device, threads, seed=0) -> Dict:
     from detectron2.data import DatasetCatalog
 
     from ..data import build_train_mapper
+    from ..engine import register_datasets_from_cfg
     from ..engine.optim import build_optimizer
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     model, cfg = build_model_from(config, opts)
+    register_datasets_from_cfg(cfg)
     mapper = build_train_mapper(cfg)
     dicts = DatasetCatalog.get(cfg.DATASETS.TRAIN[0])
     batches = []

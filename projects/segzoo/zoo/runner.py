@@ -15,12 +15,13 @@ from typing import Dict, List
 
 import torch
 
+from ..benchmark import build_model_from, write_json
 from ..engine.results import last_eval_metrics, median_iteration_time
 from ..errors import UserError
 from .measure import count_parameters, inference_stats, run_isolated
 from .methods import METHODS, Harness, Method, harness_opts, method_order
 
-__all__ = ["REPO", "Zoo", "build_model_from", "measure_trained", "test_inputs"]
+__all__ = ["REPO", "Zoo", "measure_trained", "test_inputs"]
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -28,32 +29,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 def _read_json(path):
     with open(path) as f:
         return json.load(f)
-
-
-def _write_json(path, obj):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(path + ".tmp", path)
-
-
-def build_model_from(config_file: str, opts=(), weights: str = ""):
-    """A model (eval mode) and its config from a config file + overrides, every plugin and
-    the config's datasets registered, ``weights`` loaded when given."""
-    from detectron2.checkpoint import DetectionCheckpointer
-    from detectron2.modeling import build_model
-
-    from ..config import load_config
-    from ..engine import register_datasets_from_cfg
-    from ..plugins import import_plugins
-
-    import_plugins()
-    cfg = load_config(config_file, list(opts))
-    register_datasets_from_cfg(cfg)
-    model = build_model(cfg).eval()
-    if weights:
-        DetectionCheckpointer(model).load(weights)
-    return model, cfg
 
 
 def test_inputs(cfg, dataset: str, n: int) -> List[dict]:
@@ -75,7 +50,10 @@ def measure_trained(config_file, opts, weights, dataset, n, threads) -> Dict:
     """Parameters, inference peak memory and median latency of a trained model on the first
     ``n`` images of ``dataset`` (meant to run in a fresh process: :func:`run_isolated`)."""
     torch.set_num_threads(threads)
+    from ..engine import register_datasets_from_cfg
+
     model, cfg = build_model_from(config_file, opts, weights)
+    register_datasets_from_cfg(cfg)
     inputs = test_inputs(cfg, dataset, n)
     return {"parameters": count_parameters(model), **inference_stats(model, inputs, cfg.MODEL.DEVICE)}
 
@@ -125,7 +103,7 @@ class Zoo:
                 raise UserError(f"{self.run_dir(m.name)} holds a {m.name} run with other settings "
                                 f"(see {path}); pick another --output")
         else:  # nothing trained yet: (re)write the settings
-            _write_json(path, settings)
+            write_json(path, settings, indent=1)
 
     def _run(self, what: str, cmd: List[str]):
         env = dict(os.environ, **(self.env or {}))
@@ -186,15 +164,16 @@ class Zoo:
         result = run_isolated(measure_trained, os.path.join(self.run_dir(m.name), "config.yaml"),
                               self.measure_opts(m), self.final_weights(m.name), self.h.test, self.timed_images,
                               torch.get_num_threads())
-        _write_json(path, {"key": key, "result": result})
+        write_json(path, {"key": key, "result": result}, indent=1)
         return result
 
     def row(self, m: Method, reused: bool) -> Dict:
         run = self.run_dir(m.name)
-        metrics = {k: v for k, v in last_eval_metrics(run).items() if k != "iteration"}
+        last = last_eval_metrics(run)
+        metrics = {k: v for k, v in last.items() if k != "iteration"}
         row = {"method": m.name, "label": m.label, "kind": m.kind, "config": m.config, "parent": m.parent,
                "note": m.note, "reused": reused, "output_dir": run,
-               "iterations": last_eval_metrics(run).get("iteration"),
+               "iterations": last.get("iteration"),
                "train_s_per_iter": median_iteration_time(run), **self.measure(m), "metrics": metrics}
         return row
 
