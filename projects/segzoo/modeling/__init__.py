@@ -2,6 +2,7 @@
 from .poolers import POOLER_TYPES, ROIPooler  # noqa: F401
 from .layers import conv_block, instance_bitmasks, norm_layer  # noqa: F401
 from .distributed import reduce_mean, reduce_sum  # noqa: F401
+from .retinanet import NormRetinaNet, NormRetinaNetHead, norm_tower  # noqa: F401  (registers NormRetinaNet)
 from .backbone import (  # noqa: F401
     build_slim_resnet_backbone,
     build_slim_resnet_fpn_backbone,
@@ -9,6 +10,8 @@ from .backbone import (  # noqa: F401
 )
 
 __all__ = [
+    "NormRetinaNet",
+    "NormRetinaNetHead",
     "POOLER_TYPES",
     "ROIPooler",
     "build_slim_resnet_backbone",
@@ -17,6 +20,7 @@ __all__ = [
     "conv_block",
     "instance_bitmasks",
     "norm_layer",
+    "norm_tower",
     "reduce_mean",
     "reduce_sum",
 ]
