@@ -56,21 +56,16 @@ def test_short_blendmask_training_reaches_real_mask_ap(tmp_path):
     assert final["bbox/AP"] > 1.5, final
 
 
-# RetinaNet-style dense training starts slowest of the three: 300 iterations give ~0.06 AP
 RDSNET_SCHEDULE = ["SOLVER.MAX_ITER", "600", "SOLVER.STEPS", "(450, 550)", "SOLVER.CHECKPOINT_PERIOD", "1000",
                    "SEED", "0", "DATALOADER.NUM_WORKERS", "1"]
-# measured (seed 0): 0.94 / 1.46, MBRM stage box 1.60; another run of the same seed gave box 0.47 (CPU
-# training is not bit-reproducible run to run: multithreaded float reductions), so the box bound sits
-# below that
-RDSNET_MIN_AP = {"segm": 0.55, "bbox": 0.3}
+RDSNET_MIN_AP = {"segm": 3.0, "bbox": 3.0}
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="flaky: same-seed CPU runs of this 600-iteration recipe diverge (two "
-                   "consecutive runs: box AP 0.47; mask loss not falling 5%), under investigation")
 def test_short_rdsnet_training_then_mbrm_stage(tmp_path):
     stage1 = tmp_path / "rdsnet"
     metrics, final = _train(stage1, "configs/RDSNet/shapes_R_18.yaml", schedule=RDSNET_SCHEDULE)
+    print("rdsnet", {k: final[k] for k in ("segm/AP", "bbox/AP")})
     mask_losses = [m["loss_mask"] for m in metrics if "loss_mask" in m]
     assert _falls(mask_losses, 0.95), mask_losses  # OHEM keeps the hard pixels: it falls slowly
     assert final["segm/AP"] > RDSNET_MIN_AP["segm"], final
@@ -91,6 +86,7 @@ def test_short_rdsnet_training_then_mbrm_stage(tmp_path):
             assert not torch.equal(before[k], after[k]), k
         else:
             assert torch.equal(before[k], after[k]), k
+    print("mbrm", final2["bbox/AP"])
     assert final2["bbox/AP"] > RDSNET_MIN_AP["bbox"], final2
 
 

@@ -11,15 +11,18 @@ def add_rdsnet_config(cfg) -> None:
     CN = type(cfg)  # nodes of the same class as the root, so yaml merges type-check
     _C = cfg
     _C.MODEL.RDSNET = CN()
+    # cls / box towers of the RetinaNet head: conv + HEAD_NORM + ReLU (the authors: GN)
+    _C.MODEL.RDSNET.HEAD_NORM = "GN"
     # object stream: a third tower beside cls/box, then A * 2 * REPR_DIM outputs
     _C.MODEL.RDSNET.REPR_DIM = 32  # d
     _C.MODEL.RDSNET.REPR_NUM_CONVS = 4
     _C.MODEL.RDSNET.REPR_NORM = "GN"
     # pixel stream: these levels merged to stride(first) / 2, then a 1x1 conv to REPR_DIM
     _C.MODEL.RDSNET.PIXEL_IN_FEATURES = ["p3", "p4", "p5"]
-    _C.MODEL.RDSNET.PIXEL_CONV_DIM = 128
+    _C.MODEL.RDSNET.PIXEL_CONV_DIM = 256
     _C.MODEL.RDSNET.PIXEL_NORM = "GN"
-    # cropping: each side grows by max((EXPAND - 1) / 2 * size, MIN_CROP_MARGIN px)
+    # cropping: each side grows by max((EXPAND - 1) / 2 * size, MIN_CROP_MARGIN pixels of the
+    # grid cropped: the stride-4 embeddings in training, the output image at inference)
     _C.MODEL.RDSNET.CROP_EXPAND_TRAIN = 1.5  # around the assigned GT box; outside ignored
     _C.MODEL.RDSNET.CROP_EXPAND_TEST = 1.2  # around the predicted box; outside set to 0
     _C.MODEL.RDSNET.MIN_CROP_MARGIN = 1.0

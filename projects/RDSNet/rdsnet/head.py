@@ -6,17 +6,17 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from detectron2.config import configurable
-from detectron2.modeling.meta_arch.retinanet import RetinaNetHead
 
-from segzoo.modeling.layers import norm_layer
+from segzoo.modeling.retinanet import NormRetinaNetHead, norm_tower
 
 __all__ = ["RDSNetHead"]
 
 
-class RDSNetHead(RetinaNetHead):
-    """Detectron2's ``RetinaNetHead`` (cls / box subnets, unchanged) and a third subnet:
-    ``repr_num_convs`` x (3x3 conv + norm + ReLU), then a 3x3 conv to A * 2 * d channels: per
-    anchor a background and a foreground kernel of d dims each (in that order)."""
+class RDSNetHead(NormRetinaNetHead):
+    """RetinaNet's head with the authors' towers (cls / box: 3x3 conv + ``MODEL.RDSNET.HEAD_NORM``
+    + ReLU, GN by default) and a third subnet: ``repr_num_convs`` x (3x3 conv + norm + ReLU),
+    then a 3x3 conv to A * 2 * d channels: per anchor a background and a foreground kernel of
+    d dims each (in that order)."""
 
     @configurable
     def __init__(self, *, repr_dim: int = 32, repr_num_convs: int = 4, repr_norm: str = "GN", **kwargs):
@@ -24,19 +24,8 @@ class RDSNetHead(RetinaNetHead):
         self.repr_dim = repr_dim
         self.num_anchors = kwargs["num_anchors"]
         channels = kwargs["input_shape"][0].channels
-        layers = []
-        for _ in range(repr_num_convs):
-            layers.append(nn.Conv2d(channels, channels, 3, padding=1))
-            norm = norm_layer(repr_norm, channels)
-            if norm is not None:
-                layers.append(norm)
-            layers.append(nn.ReLU())
-        self.obj_subnet = nn.Sequential(*layers)
+        self.obj_subnet = norm_tower(channels, [channels] * repr_num_convs, repr_norm)
         self.obj_pred = nn.Conv2d(channels, kwargs["num_anchors"] * 2 * repr_dim, 3, padding=1)
-        for layer in self.obj_subnet.modules():
-            if isinstance(layer, nn.Conv2d):
-                nn.init.normal_(layer.weight, std=0.01)
-                nn.init.constant_(layer.bias, 0)
         nn.init.normal_(self.obj_pred.weight, std=0.01)
         nn.init.constant_(self.obj_pred.bias, 0)
 
@@ -44,7 +33,7 @@ class RDSNetHead(RetinaNetHead):
     def from_config(cls, cfg, input_shape):
         ret = super().from_config(cfg, input_shape)
         r = cfg.MODEL.RDSNET
-        ret.update(repr_dim=r.REPR_DIM, repr_num_convs=r.REPR_NUM_CONVS, repr_norm=r.REPR_NORM)
+        ret.update(norm=r.HEAD_NORM, repr_dim=r.REPR_DIM, repr_num_convs=r.REPR_NUM_CONVS, repr_norm=r.REPR_NORM)
         return ret
 
     def forward(self, features: List[Tensor], dense_repr: bool = True):

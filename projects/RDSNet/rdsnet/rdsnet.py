@@ -16,11 +16,11 @@ from detectron2.config import configurable
 from detectron2.layers import batched_nms
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.modeling.matcher import Matcher
-from detectron2.modeling.meta_arch.retinanet import RetinaNet
 from detectron2.structures import Boxes, Instances, pairwise_iou
 from detectron2.utils.events import get_event_storage
 
 from segzoo.errors import ConfigError
+from segzoo.modeling.retinanet import NormRetinaNet
 from segzoo.modeling.layers import instance_bitmasks
 
 from .geometry import correlate, expand_boxes, pixel_ranges, sample_maps
@@ -47,7 +47,7 @@ class _RecordingMatcher(Matcher):
 
 
 @META_ARCH_REGISTRY.register()
-class RDSNet(RetinaNet):
+class RDSNet(NormRetinaNet):
     @configurable
     def __init__(
         self,
@@ -215,7 +215,9 @@ class RDSNet(RetinaNet):
             h, w = masks.shape[-2:]
             padded = F.pad(masks.to(embeddings.dtype), (0, W * stride - w, 0, H * stride - h))
             targets = F.interpolate(padded[None], size=(H, W), mode="bilinear", align_corners=False)[0] >= 0.5
-            crops = expand_boxes(gt.gt_boxes.tensor, self.crop_expand_train, self.min_crop_margin, gt.image_size)
+            crops = expand_boxes(
+                gt.gt_boxes.tensor, self.crop_expand_train, self.min_crop_margin * stride, gt.image_size
+            )
             ranges = pixel_ranges(crops, stride, H, W).tolist()
             for g in gidx.unique().tolist():
                 sel = gidx == g
