@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import segzoo  # noqa: E402,F401
 from segzoo.errors import UserError  # noqa: E402
-from segzoo.zoo import BACKBONES, METHODS, Harness, Schedule, Zoo, write_report  # noqa: E402
+from segzoo.zoo import BACKBONES, METHODS, Harness, Schedule, Zoo, write_report, write_seed_summary  # noqa: E402
 
 
 def dataset_setup(args):
@@ -71,6 +71,9 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=4, help="images per iteration")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
+                   help="run the whole comparison once per seed (OUTPUT/seed_<s>) and write OUTPUT/seeds.md "
+                        "with mean ± sd over them")
     p.add_argument("--proposals", type=int, default=300, help="SharpMask proposals per image for Fast R-CNN")
     p.add_argument("--timed-images", type=int, default=10, help="test images timed per method")
     p.add_argument("--output", default="", help="default: output/zoo/<train>_<backbone>_<size>px_<iters>it")
@@ -78,32 +81,43 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda needs a CUDA device")
-    try:
-        data_opts, num_classes = dataset_setup(args)
-        harness = Harness(train=args.train, test=args.test, num_classes=num_classes, backbone=args.backbone,
-                          size=args.size, schedule=Schedule(iters=args.iters, batch=args.batch),
-                          device=args.device, seed=args.seed, proposals=args.proposals, data_opts=data_opts,
-                          extra_opts=list(args.opts))
-        output = args.output or os.path.join(
-            "output", "zoo", f"{args.train}_{args.backbone}_{args.size}px_{args.iters}it")
-        rows = Zoo(harness, output, args.methods, timed_images=args.timed_images,
-                   say=lambda s: print(s, flush=True)).run()
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    seeds = args.seeds or [args.seed]
+    output = args.output or os.path.join("output", "zoo", f"{args.train}_{args.backbone}_{args.size}px_{args.iters}it")
     device = torch.cuda.get_device_name() if args.device == "cuda" else f"{platform.processor() or 'CPU'}, " \
         f"{torch.get_num_threads()} threads"
-    settings = {"date": datetime.date.today().isoformat(), "device": device, "train": args.train, "test": args.test,
-                "num_classes": num_classes, "backbone": args.backbone, "size": args.size, "iters": args.iters,
-                "batch": args.batch, "seed": args.seed, "proposals": args.proposals,
-                "timed_images": args.timed_images, "opts": list(args.opts), "torch": torch.__version__}
-    title = (f"{args.train} -> {args.test}, {args.backbone}, {args.size} px, {args.iters} iterations x "
-             f"{args.batch} images; latency: median over {args.timed_images} test images, batch 1, {device}; "
-             f"{settings['date']}")
-    paths = write_report(rows, settings, output, title)
-    with open(paths["markdown"]) as f:
-        print("\n" + f.read())
-    print("[zoo] wrote " + ", ".join(paths.values()))
+    rows_by_seed = {}
+    for seed in seeds:
+        out = output if args.seeds is None else os.path.join(output, f"seed_{seed}")
+        try:
+            data_opts, num_classes = dataset_setup(args)
+            harness = Harness(train=args.train, test=args.test, num_classes=num_classes, backbone=args.backbone,
+                              size=args.size, schedule=Schedule(iters=args.iters, batch=args.batch),
+                              device=args.device, seed=seed, proposals=args.proposals, data_opts=data_opts,
+                              extra_opts=list(args.opts))
+            rows = Zoo(harness, out, args.methods, timed_images=args.timed_images,
+                       say=lambda s: print(s, flush=True)).run()
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        settings = {"date": datetime.date.today().isoformat(), "device": device, "train": args.train,
+                    "test": args.test, "num_classes": num_classes, "backbone": args.backbone, "size": args.size,
+                    "iters": args.iters, "batch": args.batch, "seed": seed, "proposals": args.proposals,
+                    "timed_images": args.timed_images, "opts": list(args.opts), "torch": torch.__version__}
+        title = (f"{args.train} -> {args.test}, {args.backbone}, {args.size} px, {args.iters} iterations x "
+                 f"{args.batch} images, seed {seed}; latency: median over {args.timed_images} test images, "
+                 f"batch 1, {device}; {settings['date']}")
+        paths = write_report(rows, settings, out, title)
+        with open(paths["markdown"]) as f:
+            print("\n" + f.read())
+        print("[zoo] wrote " + ", ".join(paths.values()))
+        rows_by_seed[seed] = rows
+    if args.seeds is not None:
+        title = (f"{args.train} -> {args.test}, {args.backbone}, {args.size} px, {args.iters} iterations x "
+                 f"{args.batch} images; {datetime.date.today().isoformat()}, {device}")
+        paths = write_seed_summary(rows_by_seed, output, title)
+        with open(paths["markdown"]) as f:
+            print("\n" + f.read())
+        print("[zoo] wrote " + ", ".join(paths.values()))
     return 0
 
 

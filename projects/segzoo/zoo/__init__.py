@@ -2,7 +2,7 @@
 (tools/model_zoo.py), and the per-method benchmark (tools/bench_zoo.py)."""
 from .measure import count_parameters, inference_stats, peak_memory, train_stats
 from .methods import BACKBONES, METHODS, Harness, Method, Schedule, detections_opts, harness_opts, method_order
-from .report import markdown_table, plot_ap_latency, write_report
+from .report import markdown_table, plot_ap_latency, seed_summary, write_report, write_seed_summary
 from .runner import Zoo
 
 __all__ = [
@@ -20,6 +20,8 @@ __all__ = [
     "method_order",
     "peak_memory",
     "plot_ap_latency",
+    "seed_summary",
     "train_stats",
     "write_report",
+    "write_seed_summary",
 ]

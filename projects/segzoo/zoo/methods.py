@@ -63,6 +63,10 @@ def _mask_rcnn(pooler):
 METHODS: Dict[str, Method] = {m.name: m for m in [
     *[_mask_rcnn(p) for p in POOLERS],
     Method("blendmask", "BlendMask", "configs/BlendMask/shapes_R_18.yaml"),
+    Method("retinanet", "RetinaNet (Detectron2)", "configs/RDSNet/shapes_RetinaNet_R_18.yaml", kind="boxes",
+           note="Detectron2's RetinaNet head (no norm in the cls / box towers)"),
+    Method("retinanet_gn", "RetinaNet-GN", "configs/RDSNet/shapes_RetinaNet_GN_R_18.yaml", kind="boxes",
+           note="RDSNet's detector alone: GN cls / box towers, whole-model gradient clipping"),
     Method("rdsnet", "RDSNet", "configs/RDSNet/shapes_R_18.yaml"),
     Method("rdsnet_mbrm", "RDSNet + MBRM", "configs/RDSNet/shapes_R_18_mbrm.yaml", parent="rdsnet",
            schedule_fraction=0.3, note="MBRM alone trains on the frozen RDSNet (0.3 of the schedule)"),
@@ -174,7 +178,8 @@ def _fast_rcnn_detections(n):
 
 
 _DETECTIONS: Dict[str, Callable[[int], List[str]]] = {
-    "blendmask": _fcos_detections, "rdsnet": _retina_detections, "rdsnet_mbrm": _retina_detections,
+    "blendmask": _fcos_detections, "retinanet": _retina_detections, "retinanet_gn": _retina_detections,
+    "rdsnet": _retina_detections, "rdsnet_mbrm": _retina_detections,
     "deepmask": _sharpmask_detections, "sharpmask": _sharpmask_detections,
     "fast_rcnn_sharpmask": _fast_rcnn_detections,
 }

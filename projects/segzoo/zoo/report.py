@@ -5,7 +5,7 @@ import os
 import textwrap
 from typing import Dict, List, Optional
 
-__all__ = ["markdown_table", "plot_ap_latency", "write_report"]
+__all__ = ["markdown_table", "plot_ap_latency", "seed_summary", "write_report", "write_seed_summary"]
 
 # (header, metric key) of the table's accuracy columns; mask AP breakdown as the papers give it
 AP_COLUMNS = [
@@ -84,4 +84,45 @@ def write_report(rows: List[Dict], settings: Dict, output: str, title: str) -> D
         json.dump({"settings": settings, "rows": rows}, f, indent=1)
     if plot_ap_latency(rows, paths["plot"], title) is None:
         del paths["plot"]
+    return paths
+
+
+def seed_summary(rows_by_seed: Dict[int, List[Dict]]) -> List[Dict]:
+    """Per method (in the first seed's order): every accuracy metric present in all seeds, as
+    per-seed values, mean and sample standard deviation (0 for one seed)."""
+    seeds = list(rows_by_seed)
+    by_method = [{r["method"]: r for r in rows_by_seed[s]} for s in seeds]
+    out = []
+    for r in rows_by_seed[seeds[0]]:
+        name = r["method"]
+        if not all(name in m for m in by_method):
+            continue
+        stats = {}
+        for _, key in AP_COLUMNS:
+            values = [m[name]["metrics"].get(key) for m in by_method]
+            if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
+                continue
+            mean = sum(values) / len(values)
+            sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+            stats[key] = {"values": values, "mean": mean, "sd": sd}
+        out.append({"method": name, "label": r["label"], "seeds": seeds, "metrics": stats})
+    return out
+
+
+def write_seed_summary(rows_by_seed: Dict[int, List[Dict]], output: str, title: str) -> Dict[str, str]:
+    """``seeds.md`` (mean ± sd over seeds of every accuracy column) and ``seeds.json``."""
+    summary = seed_summary(rows_by_seed)
+    keys = [(h, k) for h, k in AP_COLUMNS if any(k in r["metrics"] for r in summary)]
+    lines = [title, "", f"mean ± sd over seeds {list(rows_by_seed)}", "",
+             "| method | " + " | ".join(h for h, _ in keys) + " |", "|---|" + "---:|" * len(keys)]
+    for r in summary:
+        cells = [f"{r['metrics'][k]['mean']:.1f} ± {r['metrics'][k]['sd']:.1f}" if k in r["metrics"] else "–"
+                 for _, k in keys]
+        lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+    os.makedirs(output, exist_ok=True)
+    paths = {"markdown": os.path.join(output, "seeds.md"), "json": os.path.join(output, "seeds.json")}
+    with open(paths["markdown"], "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(paths["json"], "w") as f:
+        json.dump({"title": title, "rows": summary}, f, indent=1)
     return paths
