@@ -27,7 +27,8 @@ def add_fcos_config(cfg) -> None:
     _C.MODEL.FCOS.LOSS_GAMMA = 2.0
     _C.MODEL.FCOS.LOC_LOSS_TYPE = "giou"  # giou | iou
     # head
-    _C.MODEL.FCOS.NORM = "GN"  # GN = GroupNorm(32); "" = none; any Detectron2 norm name
+    # GN = GroupNorm(32); "" or "none" = no norm; BN, SyncBN, FrozenBN: one norm per level
+    _C.MODEL.FCOS.NORM = "GN"
     _C.MODEL.FCOS.NUM_CLS_CONVS = 4
     _C.MODEL.FCOS.NUM_BOX_CONVS = 4
     _C.MODEL.FCOS.NUM_SHARE_CONVS = 0

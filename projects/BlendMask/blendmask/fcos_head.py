@@ -1,6 +1,9 @@
 """FCOS head, AdelaiDet flavour: separate classification and box towers (GroupNorm),
 centerness on the box tower, relu(x) regression, optional per-level scales, and an
-optional ``top_module`` applied to the box tower (BlendMask's attention layer)."""
+optional ``top_module`` applied to the box tower (BlendMask's attention layer).
+
+With a batch norm (``BN``, ``SyncBN``, ...) every tower norm is one module per FPN level,
+as in AdelaiDet: levels have different statistics, so they are not shared like the convs."""
 import math
 from typing import Dict, List, Optional
 
@@ -8,27 +11,68 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from detectron2.layers import ShapeSpec
+from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
 
 from segzoo.errors import ConfigError
 
 from .layers import Scale, norm_layer
 
-__all__ = ["FCOSHead"]
+__all__ = ["FCOSHead", "LevelNorms"]
+
+_BATCH_NORMS = (nn.modules.batchnorm._BatchNorm, FrozenBatchNorm2d)
 
 
-def _tower(num_convs, channels, norm):
+class LevelNorms(nn.ModuleList):
+    """One norm per FPN level; ``forward(x, level)`` applies the level's norm. Keys are
+    ``<i>.weight`` etc., AdelaiDet's layout. A state dict with one shared norm (``weight``,
+    ``running_mean``, ... directly under the prefix) loads into every level."""
+
+    def forward(self, x, level: int):
+        return self[level](x)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        shared = [k for k in list(state_dict) if k.startswith(prefix) and "." not in k[len(prefix):]]
+        for k in shared:
+            v = state_dict.pop(k)
+            for i in range(len(self)):
+                state_dict.setdefault(f"{prefix}{i}.{k[len(prefix):]}", v)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def _head_norm(norm, channels: int, num_levels: int) -> Optional[nn.Module]:
+    """"" / "none" (AdelaiDet's spelling): no norm; "GN": GroupNorm(32); else Detectron2's
+    ``get_norm`` names, batch norms one per level."""
+    if norm is None or norm.lower() in ("", "none"):
+        return None
+    try:
+        n = norm_layer(norm, channels)
+    except KeyError:
+        raise ConfigError(
+            f"MODEL.FCOS.NORM: unknown norm {norm!r} (use GN, BN, SyncBN, FrozenBN or none)"
+        ) from None
+    if isinstance(n, _BATCH_NORMS):
+        return LevelNorms([n] + [norm_layer(norm, channels) for _ in range(num_levels - 1)])
+    return n
+
+
+def _tower(num_convs, channels, norm, num_levels):
     layers = []
     for _ in range(num_convs):
         conv = nn.Conv2d(channels, channels, 3, padding=1, bias=True)
         nn.init.normal_(conv.weight, std=0.01)
         nn.init.constant_(conv.bias, 0)
         layers.append(conv)
-        n = norm_layer(norm, channels)
+        n = _head_norm(norm, channels, num_levels)
         if n is not None:
             layers.append(n)
         layers.append(nn.ReLU())
     return nn.Sequential(*layers)
+
+
+def _run_tower(tower: nn.Sequential, x, level: int):
+    for m in tower:
+        x = m(x, level) if isinstance(m, LevelNorms) else m(x)
+    return x
 
 
 class FCOSHead(nn.Module):
@@ -57,9 +101,11 @@ class FCOSHead(nn.Module):
         self.num_classes = num_classes
         self.ctr_on_reg = ctr_on_reg
         self.use_relu = use_relu
-        self.share_tower = _tower(num_share_convs, channels, norm)
-        self.cls_tower = _tower(num_cls_convs, channels, norm)
-        self.bbox_tower = _tower(num_box_convs, channels, norm)
+        _head_norm(norm, 32, 1)  # checks the name, also for a head without tower convs
+        levels = len(input_shape)
+        self.share_tower = _tower(num_share_convs, channels, norm, levels)
+        self.cls_tower = _tower(num_cls_convs, channels, norm, levels)
+        self.bbox_tower = _tower(num_box_convs, channels, norm, levels)
         self.cls_logits = nn.Conv2d(channels, num_classes, 3, padding=1)
         self.bbox_pred = nn.Conv2d(channels, 4, 3, padding=1)
         self.ctrness = nn.Conv2d(channels, 1, 3, padding=1)
@@ -76,9 +122,9 @@ class FCOSHead(nn.Module):
         ``top_module``, ``top_feats`` = top_module(box tower)."""
         out = {"logits": [], "bbox_reg": [], "ctrness": [], "top_feats": []}
         for level, x in enumerate(features):
-            x = self.share_tower(x)
-            cls_t = self.cls_tower(x)
-            box_t = self.bbox_tower(x)
+            x = _run_tower(self.share_tower, x, level)
+            cls_t = _run_tower(self.cls_tower, x, level)
+            box_t = _run_tower(self.bbox_tower, x, level)
             out["logits"].append(self.cls_logits(cls_t))
             out["ctrness"].append(self.ctrness(box_t if self.ctr_on_reg else cls_t))
             reg = self.bbox_pred(box_t)
