@@ -1,8 +1,9 @@
 #!/usr/bin/env python
-"""Inference latency of RDSNet vs Detectron2's RetinaNet, same backbone, anchors and input.
+"""Inference latency of RDSNet vs its RetinaNet, same backbone, anchors, head and input.
 
-The RetinaNet is Detectron2's own meta-architecture built from the RDSNet config with
-MODEL.META_ARCHITECTURE RetinaNet, so everything but RDSNet's additions is identical. The
+The RetinaNet is built from the RDSNet config as ``NormRetinaNet`` (Detectron2's RetinaNet)
+with RDSNet's cls / box towers (MODEL.RETINANET.NORM = MODEL.RDSNET.HEAD_NORM), so everything
+but RDSNet's additions is identical. The
 number of detections is forced (score threshold 0, NMS off, per-image cap n): latency does not
 depend on the (random) weights once it is fixed. RDSNet is timed with the regressed boxes
 (BOX_REFINEMENT none), with MBRM, and with the masks' tight boxes (direct).
@@ -27,7 +28,7 @@ from segzoo.benchmark import add_run_args, build_eval_model, median_ms, start_ru
 
 PRESETS = {"shapes": "configs/RDSNet/shapes_R_18.yaml", "coco": "configs/RDSNet/R_50_1x.yaml"}
 VARIANTS = {
-    "retinanet": ["MODEL.META_ARCHITECTURE", "RetinaNet"],
+    "retinanet": ["MODEL.META_ARCHITECTURE", "NormRetinaNet"],  # + MODEL.RETINANET.NORM, see bench()
     "rdsnet": ["MODEL.RDSNET.BOX_REFINEMENT", "none"],
     "rdsnet_mbrm": ["MODEL.RDSNET.BOX_REFINEMENT", "mbrm"],
     "rdsnet_direct": ["MODEL.RDSNET.BOX_REFINEMENT", "direct"],
@@ -39,6 +40,10 @@ def bench(args, device):
     g = torch.Generator().manual_seed(0)
     image = (torch.rand(3, args.size, args.size, generator=g) * 255).to(device)
     inputs = [{"image": image, "height": args.size, "width": args.size}]
+    from segzoo.config import load_config
+
+    head_norm = load_config(config, list(args.opts)).MODEL.RDSNET.HEAD_NORM
+    variants = dict(VARIANTS, retinanet=[*VARIANTS["retinanet"], "MODEL.RETINANET.NORM", head_norm])
     rows = []
     for n in args.detections:
         forced = [
@@ -46,7 +51,7 @@ def bench(args, device):
             "TEST.DETECTIONS_PER_IMAGE", str(n),
         ]
         row = {"detections": n}
-        for name, opts in VARIANTS.items():
+        for name, opts in variants.items():
             model = build_eval_model(config, [*forced, *args.opts, *opts], device)
             with torch.no_grad():
                 row[f"{name}_detections"] = len(model(inputs)[0]["instances"])
