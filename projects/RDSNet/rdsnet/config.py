@@ -41,6 +41,10 @@ def add_rdsnet_config(cfg) -> None:
     _C.MODEL.MBRM.KERNEL_HALF = 4  # s: the 1-D kernel has 2s + 1 taps
     _C.MODEL.MBRM.GAMMA = 0.05  # prior sigma = GAMMA * box width (height)
     _C.MODEL.MBRM.MIN_SIGMA = 1.0  # px
+    _C.MODEL.MBRM.PRIOR_CUTOFF = 0.0044  # prior set to 0 at or below this (about 3.3 sigma)
+    # initial kernel: "authors" = the taps and bias set in the authors' code (learned by them on
+    # COCO; usable without a second stage), "step" = a plain step detector
+    _C.MODEL.MBRM.KERNEL_INIT = "authors"
     # second training stage: only MBRM learns, everything else frozen (eval mode)
     _C.MODEL.MBRM.TRAIN = False
     _C.MODEL.MBRM.MATCH_IOU = 0.5  # detections that train MBRM: IoU with a GT box >= this

@@ -4,11 +4,17 @@ Per instance the foreground probability map is max-projected onto the x axis (ma
 and the y axis (max over columns). A learned 1-D kernel of 2s+1 taps followed by a sigmoid
 scores every position as the left (top) edge; the flipped kernel scores right (bottom) edges.
 A discrete Gaussian prior centred on the regressed edge, sigma = gamma * box width (height),
-at least ``min_sigma`` px, multiplies the likelihood; the posterior's argmax is the new edge.
+at least ``min_sigma`` px, cut to zero where it falls to ``prior_cutoff`` or below (the authors:
+0.0044, about 3.3 sigma), multiplies the likelihood; the posterior's argmax is the new edge.
+
+The kernel starts as the authors' released one (``kernel="authors"``: the 9 taps and bias
+their code sets, learned by them on COCO; their release has no MBRM training) or as a plain
+step detector (``"step"``); the second training stage can refine either.
 
 Index conventions (pixel i spans [i, i+1)): a left edge x0 is the index of the first
 foreground column (x0 = i), a right edge x1 is one past the last (x1 = j + 1).
 """
+import math
 from typing import Dict, Tuple
 
 import torch
@@ -21,6 +27,11 @@ __all__ = ["MBRM", "mask_tight_boxes", "profiles"]
 
 _EDGES = ("left", "top", "right", "bottom")  # box coordinate order x0, y0, x1, y1
 
+# the kernel (left / top edges; flipped for right / bottom) and bias of the authors' code
+AUTHORS_KERNEL = (-0.2968, -0.2892, -0.2635, -3.2545, -0.1874, 2.5041, 0.0196, 0.0651, 0.0917)
+AUTHORS_BIAS = -1.9536
+KERNELS = ("authors", "step")
+
 
 def profiles(masks: Tensor) -> Tuple[Tensor, Tensor]:
     """(N, H, W) maps -> (max over rows (N, W), max over columns (N, H))."""
@@ -31,18 +42,35 @@ class MBRM(nn.Module):
     """``forward(masks, boxes)`` / ``loss(masks, boxes, gt_boxes)`` take (N, H, W) probability
     maps; ``refine`` / ``edge_losses`` take their two profiles (what the model computes)."""
 
-    def __init__(self, half_size: int = 4, gamma: float = 0.05, min_sigma: float = 1.0, gain: float = 2.0):
+    def __init__(
+        self,
+        half_size: int = 4,
+        gamma: float = 0.05,
+        min_sigma: float = 1.0,
+        kernel: str = "authors",
+        prior_cutoff: float = 0.0044,
+        gain: float = 2.0,
+    ):
         super().__init__()
         if half_size < 1:
             raise ValueError(f"MBRM kernel half size must be >= 1, got {half_size}")
+        if kernel not in KERNELS:
+            raise ValueError(f"MBRM kernel must be one of {KERNELS}, got {kernel!r}")
+        if kernel == "authors" and half_size != len(AUTHORS_KERNEL) // 2:
+            raise ValueError(f"the authors' MBRM kernel has {len(AUTHORS_KERNEL)} taps (half size 4), got half size {half_size}")
         self.half_size = half_size
         self.gamma = gamma
         self.min_sigma = min_sigma
-        # initialised as a step detector: background before the edge, foreground from it on;
-        # the bias puts the sigmoid's midpoint between the step and its neighbours.
-        step = torch.cat([-torch.ones(half_size), torch.ones(half_size + 1)])
-        self.weight = nn.Parameter(gain * step)
-        self.bias = nn.Parameter(torch.tensor(-gain * (half_size + 0.5)))
+        self.prior_cutoff = prior_cutoff
+        if kernel == "authors":
+            self.weight = nn.Parameter(torch.tensor(AUTHORS_KERNEL))
+            self.bias = nn.Parameter(torch.tensor(AUTHORS_BIAS))
+        else:
+            # a step detector: background before the edge, foreground from it on; the bias puts
+            # the sigmoid's midpoint between the step and its neighbours.
+            step = torch.cat([-torch.ones(half_size), torch.ones(half_size + 1)])
+            self.weight = nn.Parameter(gain * step)
+            self.bias = nn.Parameter(torch.tensor(-gain * (half_size + 0.5)))
 
     def log_posteriors(self, px: Tensor, py: Tensor, boxes: Tensor) -> Dict[str, Tensor]:
         """Per edge (left, top, right, bottom) the (N, L) log posterior over positions, from
@@ -63,6 +91,8 @@ class MBRM(nn.Module):
             log_lik = F.logsigmoid(resp + self.bias.to(p.dtype))
             pos = torch.arange(p.shape[1], device=p.device, dtype=p.dtype)
             log_prior = -0.5 * ((pos[None] - centre[:, None]) / sigma[:, None]) ** 2
+            if self.prior_cutoff > 0:  # zero prior (a finite floor keeps log_softmax defined)
+                log_prior = log_prior.masked_fill(log_prior <= math.log(self.prior_cutoff), -1e4)
             out[edge] = torch.log_softmax(log_lik + log_prior, dim=1)
         return out
 

@@ -109,7 +109,10 @@ class RDSNet(NormRetinaNet):
         ret["pixel_stream"] = PixelStream(
             shapes, in_features=r.PIXEL_IN_FEATURES, conv_dim=r.PIXEL_CONV_DIM, norm=r.PIXEL_NORM, repr_dim=r.REPR_DIM
         )
-        ret["mbrm"] = MBRM(m.KERNEL_HALF, m.GAMMA, m.MIN_SIGMA)
+        try:
+            ret["mbrm"] = MBRM(m.KERNEL_HALF, m.GAMMA, m.MIN_SIGMA, kernel=m.KERNEL_INIT, prior_cutoff=m.PRIOR_CUTOFF)
+        except ValueError as e:
+            raise ConfigError(f"MODEL.MBRM: {e}") from None
         ret.update(
             crop_expand_train=r.CROP_EXPAND_TRAIN,
             crop_expand_test=r.CROP_EXPAND_TEST,
