@@ -246,3 +246,21 @@ def test_demo_single_image_to_a_file_and_clear_errors(demo_inputs, tmp_path):
     r = run_tool("demo.py", ["--config-file", cfg_file, "--input", str(image), "--output", str(tmp_path),
                              "MODEL.WEIGHTS", str(tmp_path / "missing.pth")], timeout=120)
     assert r.returncode == 2 and "checkpoint not found" in r.stdout
+
+
+def test_seed_summary_mean_and_sample_sd(tmp_path):
+    from segzoo.zoo import seed_summary, write_seed_summary
+
+    def rows(box, mask):
+        return [{"method": "rdsnet", "label": "RDSNet", "metrics": {"bbox/AP": box, "segm/AP": mask}},
+                {"method": "retinanet", "label": "RetinaNet", "metrics": {"bbox/AP": box - 1.0}}]
+
+    by_seed = {0: rows(20.0, 10.0), 1: rows(22.0, 12.0), 2: rows(24.0, float("nan"))}
+    summary = {r["method"]: r for r in seed_summary(by_seed)}
+    box = summary["rdsnet"]["metrics"]["bbox/AP"]
+    assert box["values"] == [20.0, 22.0, 24.0] and box["mean"] == 22.0 and box["sd"] == pytest.approx(2.0)
+    assert "segm/AP" not in summary["rdsnet"]["metrics"]  # a metric missing in one seed is not averaged
+    assert summary["retinanet"]["metrics"]["bbox/AP"]["mean"] == 21.0
+    paths = write_seed_summary(by_seed, str(tmp_path), "title")
+    md = open(paths["markdown"]).read()
+    assert "| RDSNet | 22.0 ± 2.0 |" in md and "seeds [0, 1, 2]" in md
