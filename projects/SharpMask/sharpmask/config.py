@@ -39,7 +39,7 @@ def add_sharpmask_config(cfg) -> None:
     s.MIN_INSTANCE_AREA = 100.0  # instances usable as mask samples
     s.MIN_INSTANCE_SIDE = 5.0
     s.FLIP_PROB = 0.5
-    # --- losses ---
+    # --- losses (sums over samples: mask = sum of per-sample pixel means, score = weight x sum) ---
     s.SCORE_LOSS_WEIGHT = 1.0 / 32
     s.COARSE_LOSS_SIZE = 112  # the 56x56 coarse logits are upsampled to this for the loss
     # --- dense inference ---

@@ -6,6 +6,12 @@ window position of every scale, keeps the top N across scales, and decodes only 
 coarse 56x56 masks (DeepMask path) or, in stage 2, masks refined top-down in one batch from
 skip features computed once per scale. Masks are pasted into the image at 0.2; boxes are the
 masks' tight boxes; scores are the objectness probabilities.
+
+Losses are sums over samples, as the authors' trainer: the mask loss is each mask sample's
+per-pixel mean, summed over the mask samples; the score loss is SCORE_LOSS_WEIGHT (1/32) times
+the sum over the score samples. At the authors' learning rate this gives their step per sample
+(they average over a batch of 32 and multiply the mask gradient by the batch size), whatever the
+mix of mask and score samples in a batch.
 """
 import math
 from typing import Dict, List, Optional
@@ -147,7 +153,7 @@ class SharpMask(nn.Module):
             sel = mask_sample.nonzero().squeeze(1)
             skips = self.window_skips({k: v[sel] for k, v in feats.items()})
             logits = self.refinement(emb[sel], skips)
-            return {"loss_mask_refined": _mean_bce(logits, masks[sel].float())}
+            return {"loss_mask_refined": _summed_bce(logits, masks[sel].float())}
         feats, emb = self.patch_forward(patches)
         m = mask_sample
         coarse = self.head.masks(emb[m])[:, None]
@@ -156,8 +162,8 @@ class SharpMask(nn.Module):
         target = F.interpolate(masks[m][:, None].float(), size=(size, size), mode="area")[:, 0]
         scores = self.head.scores(emb[~m])
         return {
-            "loss_mask": _mean_bce(coarse, (target >= 0.5).float()),
-            "loss_score": self.score_loss_weight * _mean_bce(scores, labels[~m]),
+            "loss_mask": _summed_bce(coarse, (target >= 0.5).float()),
+            "loss_score": self.score_loss_weight * _summed_bce(scores, labels[~m]),
         }
 
     # ------------------------------------------------------------------ inference
@@ -311,9 +317,10 @@ class SharpMask(nn.Module):
         return results
 
 
-def _mean_bce(logits, target):
-    """Soft-margin (binary logistic) loss averaged over all elements; 0 (still in the graph)
-    when there are none."""
+def _summed_bce(logits, target):
+    """Soft-margin (binary logistic) loss of (N, ...) logits: each sample's mean over its
+    elements, summed over the N samples; 0 (still in the graph) when there are none."""
     if logits.numel() == 0:
         return logits.sum() * 0.0
-    return F.binary_cross_entropy_with_logits(logits, target, reduction="mean")
+    loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return loss.flatten(1).mean(1).sum() if loss.dim() > 1 else loss.sum()
