@@ -258,7 +258,7 @@ def test_stage2_trains_only_the_refinement(tmp_path):
 def test_training_needs_the_patch_mapper():
     model = model_from(DEEPMASK)
     model.train()
-    with pytest.raises(ValueError, match="sharpmask_patches"):
+    with pytest.raises(ValueError, match="INPUT.TRAIN_MAPPER: 'sharpmask_patches'"):
         model([{"image": torch.zeros(3, 64, 64)}])
 
 

@@ -122,7 +122,7 @@ class SharpMask(nn.Module):
             return self.inference(batched_inputs)
         if any("patches" not in d for d in batched_inputs):
             raise ValueError("SharpMask training needs patch samples: use sharpmask.SharpMaskDatasetMapper "
-                             "(INPUT.DATASET_MAPPER: 'sharpmask_patches')")
+                             "(INPUT.TRAIN_MAPPER: 'sharpmask_patches')")
         patches = self.normalize(torch.cat([d["patches"] for d in batched_inputs]))
         masks = torch.cat([d["masks"] for d in batched_inputs]).to(self.device)
         labels = torch.cat([d["labels"] for d in batched_inputs]).to(self.device)
