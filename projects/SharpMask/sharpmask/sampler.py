@@ -1,7 +1,9 @@
 """Patch sampling for DeepMask / SharpMask training, from any Detectron2 instance dataset.
 
 A training sample is a square patch of ``WINDOW + 2 * CONTEXT`` pixels (192) cut from the
-image at some centre and scale (optionally mirrored). Two kinds, as in the authors' sampler:
+image at some centre and scale (optionally mirrored); shrinking averages the image over each
+patch pixel's footprint (exact area resampling: no aliasing), enlarging is bilinear. Two kinds,
+as in the authors' sampler:
 
 * **mask samples**: a random usable instance (not crowd, area >= 100, both sides >= 5) at the
   canonical size (max side 92 px) times 2^U(-1/4, 1/4), its centre shifted by up to 16 px;
@@ -32,6 +34,7 @@ __all__ = [
     "PatchGeometry",
     "PatchSampler",
     "SharpMaskDatasetMapper",
+    "area_resample",
     "instance_mask",
     "is_positive",
     "patch_affine",
@@ -63,6 +66,48 @@ def patch_affine(cx, cy, scale, patch, flip=False):
         [[sx, 0.0, sx * (0.5 - cx) + half - 0.5], [0.0, scale, scale * (0.5 - cy) + half - 0.5]],
         dtype=np.float64,
     )
+
+
+def _lerp_rows(table, pos):
+    """``table`` (L + 1, ...) linearly interpolated at the fractional rows ``pos`` (in [0, L])."""
+    i0 = np.minimum(np.floor(pos).astype(np.int64), table.shape[0] - 2)
+    t = (pos - i0).reshape(-1, *([1] * (table.ndim - 1)))
+    return table[i0] * (1.0 - t) + table[i0 + 1] * t
+
+
+def area_resample(image, x0, y0, step, size, fill=0.0) -> np.ndarray:
+    """(size, size, C) float64: pixel (i, j) is the mean of ``image`` (H, W[, C]) over the square
+    [x0 + j step, x0 + (j + 1) step) x [y0 + i step, y0 + (i + 1) step) of image coordinates (pixel
+    p covers [p, p + 1)), ``fill`` outside the image. Exact for any step and offset: the integral
+    image is bilinear within each pixel, so it is sampled at the squares' corners."""
+    h, w = image.shape[:2]
+    img = image.reshape(h, w, -1)
+    fill = np.resize(np.asarray(fill, np.float64), img.shape[2])
+    xc = np.clip(x0 + step * np.arange(size + 1), 0.0, w)
+    yc = np.clip(y0 + step * np.arange(size + 1), 0.0, h)
+    r0, r1 = int(np.floor(yc[0])), int(np.ceil(yc[-1]))
+    c0, c1 = int(np.floor(xc[0])), int(np.ceil(xc[-1]))
+    if r1 <= r0 or c1 <= c0:  # the square lies outside the image
+        return np.broadcast_to(fill, (size, size, img.shape[2])).copy()
+    integral = np.zeros((r1 - r0 + 1, c1 - c0 + 1, img.shape[2]))
+    integral[1:, 1:] = img[r0:r1, c0:c1].astype(np.float64).cumsum(0).cumsum(1)
+    corners = _lerp_rows(_lerp_rows(integral, yc - r0).transpose(1, 0, 2), xc - c0).transpose(1, 0, 2)
+    sums = corners[1:, 1:] - corners[:-1, 1:] - corners[1:, :-1] + corners[:-1, :-1]
+    inside = np.diff(yc)[:, None, None] * np.diff(xc)[None, :, None]  # area of each square in the image
+    return (sums + fill * (step * step - inside)) / (step * step)
+
+
+def _resample(image, cx, cy, scale, size, flip, fill):
+    """The (size, size[, C]) region of ``image`` centred on (cx, cy) at ``scale``, mirrored if
+    ``flip``: area-averaged when shrinking (float64), bilinear otherwise (``image``'s dtype)."""
+    if scale < 1.0:
+        out = area_resample(image, cx - size / (2 * scale), cy - size / (2 * scale), 1.0 / scale, size, fill)
+        out = out[:, ::-1] if flip else out
+        return out if image.ndim == 3 else out[:, :, 0]
+    m = patch_affine(cx, cy, scale, size, flip)
+    border = tuple(float(v) for v in np.atleast_1d(np.asarray(fill, np.float64)))
+    return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=border)
 
 
 def _log2_ratio(size, scale, canonical):
@@ -173,22 +218,17 @@ class PatchSampler:
         return None
 
     def cut(self, image, cx, cy, scale, flip, fill):
-        """The (P, P, C) patch; outside the image filled with ``fill`` (the pixel mean)."""
-        m = patch_affine(cx, cy, scale, self.g.patch, flip)
-        interp = cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
-        return cv2.warpAffine(image, m, (self.g.patch, self.g.patch), flags=interp,
-                              borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(float(v) for v in fill))
+        """The (P, P, C) uint8 patch; outside the image filled with ``fill`` (the pixel mean)."""
+        out = _resample(image, cx, cy, scale, self.g.patch, flip, fill)
+        return out if out.dtype == np.uint8 else np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
     def cut_mask(self, mask, cx, cy, scale, flip):
-        """The WINDOW x WINDOW target: the instance mask over the central region."""
-        m = patch_affine(cx, cy, scale, self.g.patch, flip)
-        m[:, 2] -= self.g.context  # drop the context: index 0 = first window pixel
-        w = self.g.window
-        out = cv2.warpAffine(mask * 255, m, (w, w), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                             borderValue=0)
-        return (out >= 128).astype(np.uint8)
+        """The WINDOW x WINDOW target: the instance mask over the central region (pixels at
+        least half covered by the instance when shrinking, bilinear >= 0.5 when enlarging)."""
+        out = _resample(mask * 255, cx, cy, scale, self.g.window, flip, 0.0)
+        return (out >= 127.5).astype(np.uint8)
 
-    def __call__(self, image, annotations, fill, rng: Optional[np.random.Generator] = None):
+    def __call__(self, image, annotations, fill, rng: Optional[np.random.Generator] = None, mask_sources=None):
         """Samples of one image (H, W, C uint8). Returns a dict of arrays: ``patches``
         (K, P, P, C), ``masks`` (K, WINDOW, WINDOW), ``labels`` (K,) 1/0, ``mask_sample``
         (K,) bool — True for samples whose mask is a target, ``windows`` (K, 4): centre x, y
