@@ -1,9 +1,19 @@
-"""DeepMask / SharpMask training samples: patches shrink by exact area averaging (no aliasing)."""
+"""DeepMask / SharpMask training samples: patches shrink by exact area averaging (no aliasing), mask
+samples are category-balanced over the training set as in the authors' sampler."""
 import cv2
 import numpy as np
+import pytest
 
-from sharpmask import PatchGeometry, PatchSampler
+from model_inputs import config
+
+from detectron2.data import DatasetCatalog
+from detectron2.structures import BoxMode
+
+from sharpmask import PatchGeometry, PatchSampler, SharpMaskDatasetMapper
 from sharpmask.sampler import area_resample, patch_affine
+
+DEEPMASK = "configs/SharpMask/shapes_deepmask_R_18.yaml"
+SHARPMASK = "configs/SharpMask/shapes_sharpmask_R_18.yaml"
 
 
 def _true_area_average(image, x0, y0, step, size, fill):
@@ -62,3 +72,72 @@ def test_training_patch_shrink_is_area_averaged():
     target = sampler.cut_mask(mask, 184.0, 200.0, 0.5, False)
     exact = _true_area_average(mask, 184.0 - 160, 200.0 - 160, 2.0, 160, 0.0)[..., 0] >= 0.5
     assert np.array_equal(target.astype(bool), exact) and target.sum() == 65 * 100
+
+
+GREYS = {0: 60, 1: 130, 2: 200}
+
+
+@pytest.fixture
+def skewed_dataset(tmp_path):
+    """12 images of 3x3 separate 30-px squares: 90 of category 0, 9 of category 1, 3 of category 2,
+    each category drawn in its own grey (so a patch's centre tells its instance's category)."""
+    cats = [0] * 90 + [1] * 9 + [2] * 3
+    np.random.default_rng(0).shuffle(cats)
+    dicts = []
+    for i in range(12):
+        img = np.zeros((160, 160, 3), np.uint8)
+        anns = []
+        for k, cat in enumerate(cats[9 * i : 9 * i + 9]):
+            x0, y0 = 10 + 50 * (k % 3), 10 + 50 * (k // 3)
+            img[y0 : y0 + 30, x0 : x0 + 30] = GREYS[cat]
+            mask = np.zeros((160, 160), np.uint8)
+            mask[y0 : y0 + 30, x0 : x0 + 30] = 1
+            poly = [[x0, y0, x0 + 30, y0, x0 + 30, y0 + 30, x0, y0 + 30]]
+            anns.append({"bbox": [x0, y0, 30, 30], "bbox_mode": BoxMode.XYWH_ABS, "segmentation": poly,
+                         "area": 900.0, "iscrowd": 0, "category_id": cat})
+        path = str(tmp_path / f"{i}.png")
+        cv2.imwrite(path, img)
+        dicts.append({"file_name": path, "height": 160, "width": 160, "image_id": i, "annotations": anns})
+    name = f"sharpmask_skewed_{tmp_path.name}"
+    DatasetCatalog.register(name, lambda: dicts)
+    yield name, dicts
+    DatasetCatalog.remove(name)
+
+
+def _mask_sample_categories(mapper, dicts, n_calls):
+    cats = []
+    for i in range(n_calls):
+        out = mapper(dicts[i % len(dicts)])
+        for p in out["patches"][out["mask_sample"]]:
+            centre = int(p[0, 88:104, 88:104].float().median())
+            cats.append(min(GREYS, key=lambda c: abs(GREYS[c] - centre)))
+    return np.bincount(cats, minlength=3) / len(cats)
+
+
+def test_mask_samples_are_category_balanced(skewed_dataset):
+    name, dicts = skewed_dataset
+    opts = ["DATASETS.TRAIN", f"('{name}',)", "MODEL.SHARPMASK.SAMPLES_PER_IMAGE", "8", "INPUT.FORMAT", "BGR"]
+    np.random.seed(0)
+    balanced = SharpMaskDatasetMapper(config(DEEPMASK, *opts), True)
+    assert balanced.mask_index.categories == [0, 1, 2] and len(balanced.mask_index) == 102
+    freq = _mask_sample_categories(balanced, dicts, 80)  # ~320 mask samples
+    assert np.abs(freq - 1 / 3).max() < 0.08, freq
+    # per image (the old rule) the frequencies follow the instance counts, 88 / 9 / 3 %
+    np.random.seed(0)
+    per_image = SharpMaskDatasetMapper(config(DEEPMASK, *opts, "MODEL.SHARPMASK.MASK_SAMPLING", "image"), True)
+    assert per_image.mask_index is None
+    freq = _mask_sample_categories(per_image, dicts, 80)
+    assert freq[0] > 0.75 and freq[2] < 0.1, freq
+    # score samples still come from the mapped image (uniform over images, as the authors): an image
+    # with category-0 squares only gives category-0 positives
+    only0 = next(d for d in dicts if all(a["category_id"] == 0 for a in d["annotations"]))
+    centres = []
+    for _ in range(20):
+        out = balanced(only0)
+        score_pos = (~out["mask_sample"]) & (out["labels"] == 1)
+        centres += [int(p[0, 88:104, 88:104].float().median()) for p in out["patches"][score_pos]]
+    assert len(centres) > 10 and all(abs(c - GREYS[0]) < 20 for c in centres)
+    # stage 2: every sample is a category-balanced mask sample
+    stage2 = SharpMaskDatasetMapper(config(SHARPMASK, *opts), True)
+    out = stage2(dicts[0])
+    assert out["mask_sample"].all() and len(out["mask_sample"]) == 8

@@ -14,7 +14,14 @@ from .config import add_sharpmask_config  # noqa: E402
 from .evaluator import SegmentProposalEvaluator  # noqa: E402
 from .proposal_generator import SharpMaskProposals  # noqa: E402
 from .refinement import SharpMaskRefinement  # noqa: E402
-from .sampler import PatchGeometry, PatchSampler, SharpMaskDatasetMapper, is_positive  # noqa: E402
+from .sampler import (  # noqa: E402
+    CategoryBalancedIndex,
+    PatchGeometry,
+    PatchSampler,
+    SharpMaskDatasetMapper,
+    area_resample,
+    is_positive,
+)
 from .sharpmask import SharpMask, WindowSet  # noqa: E402
 from .trunk import DeepMaskHead, DeepMaskTrunk, use_reflect_padding  # noqa: E402
 
@@ -22,6 +29,7 @@ TRAIN_MAPPERS["sharpmask_patches"] = lambda cfg: SharpMaskDatasetMapper(cfg, Tru
 EVALUATORS["segment_proposals"] = SegmentProposalEvaluator.from_cfg
 
 __all__ = [
+    "CategoryBalancedIndex",
     "DeepMaskHead",
     "DeepMaskTrunk",
     "PatchGeometry",
@@ -33,6 +41,7 @@ __all__ = [
     "SharpMaskRefinement",
     "WindowSet",
     "add_sharpmask_config",
+    "area_resample",
     "is_positive",
     "use_reflect_padding",
 ]

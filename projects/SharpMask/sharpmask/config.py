@@ -31,6 +31,10 @@ def add_sharpmask_config(cfg) -> None:
     # --- patch sampling (training) ---
     s.SAMPLES_PER_IMAGE = 4
     s.MASK_SAMPLE_FRACTION = 0.5  # the rest are score samples, half positive, half negative
+    # how mask samples pick their instance: "category" (the authors': a category uniformly, then
+    # one of its usable instances in the whole training set, from any image) or "image" (a usable
+    # instance of the image being mapped; instances of frequent categories dominate)
+    s.MASK_SAMPLING = "category"
     s.SCALE_JITTER = 0.25  # log2: mask/positive samples at canonical * 2^U(-j, j)
     s.SHIFT_JITTER = 16.0  # px, in the window
     s.NEG_SCALE_RANGE = [-3.0, 2.0]  # log2 of the image scale of negative windows (uniform)

@@ -5,12 +5,15 @@ image at some centre and scale (optionally mirrored); shrinking averages the ima
 patch pixel's footprint (exact area resampling: no aliasing), enlarging is bilinear. Two kinds,
 as in the authors' sampler:
 
-* **mask samples**: a random usable instance (not crowd, area >= 100, both sides >= 5) at the
+* **mask samples**: a usable instance (not crowd, area >= 100, both sides >= 5) at the
   canonical size (max side 92 px) times 2^U(-1/4, 1/4), its centre shifted by up to 16 px;
-  target = that instance's mask over the central WINDOW x WINDOW region.
-* **score samples**: half positives drawn as the mask samples (label 1), half negatives
-  (label 0): a uniformly random centre at an image scale 2^U(-3, 2) whose window is farther
-  than 32 px from every object centre, or more than 2^1 off that object's canonical scale.
+  target = that instance's mask over the central WINDOW x WINDOW region. With
+  ``MASK_SAMPLING: "category"`` (the authors') the instance is drawn category-balanced from the
+  whole training set (:class:`CategoryBalancedIndex`), otherwise from the mapped image.
+* **score samples**, from the mapped image (images drawn uniformly, as the authors): half
+  positives drawn as the mask samples from that image (label 1), half negatives (label 0): a
+  uniformly random centre at an image scale 2^U(-3, 2) whose window is farther than 32 px from
+  every object centre, or more than 2^1 off that object's canonical scale.
 
 "Positive" is the geometric rule :func:`is_positive`: an object centred within 16 px (each
 axis, in window pixels) at a scale within 2^(1/4) of canonical.
@@ -26,11 +29,14 @@ import pycocotools.mask as mask_util
 import torch
 
 from detectron2.config import configurable
+from detectron2.data import DatasetCatalog
 from detectron2.data import detection_utils as utils
+from detectron2.data.common import DatasetFromList
 
-from segzoo.errors import UserError
+from segzoo.errors import ConfigError, UserError
 
 __all__ = [
+    "CategoryBalancedIndex",
     "PatchGeometry",
     "PatchSampler",
     "SharpMaskDatasetMapper",
@@ -232,12 +238,19 @@ class PatchSampler:
         """Samples of one image (H, W, C uint8). Returns a dict of arrays: ``patches``
         (K, P, P, C), ``masks`` (K, WINDOW, WINDOW), ``labels`` (K,) 1/0, ``mask_sample``
         (K,) bool — True for samples whose mask is a target, ``windows`` (K, 4): centre x, y
-        (image px), scale and flip of each patch."""
+        (image px), scale and flip of each patch.
+
+        ``mask_sources``: None — each sample is a mask sample with probability
+        ``mask_sample_fraction``, of a random usable instance of ``image``. Otherwise a list of
+        (image, annotation) pairs drawn elsewhere (e.g. :class:`CategoryBalancedIndex`): one
+        mask sample each, first; the other samples are score samples of ``image``."""
         rng = rng if rng is not None else np.random.default_rng(np.random.randint(2 ** 31))
         height, width = image.shape[:2]
         boxes = self.boxes_of(annotations)
         usable = self.usable(annotations, boxes)
         k, w = self.samples_per_image, self.g.window
+        if mask_sources is not None and len(mask_sources) > k:
+            raise ValueError(f"{len(mask_sources)} mask sources for {k} samples")
         patches = np.empty((k, self.g.patch, self.g.patch, image.shape[2]), np.uint8)
         masks = np.zeros((k, w, w), np.uint8)
         labels = np.zeros(k, np.float32)
@@ -245,7 +258,17 @@ class PatchSampler:
         windows = np.zeros((k, 4))
         decoded = {}
         for j in range(k):
-            want_mask = rng.uniform() < self.mask_sample_fraction
+            if mask_sources is not None and j < len(mask_sources):
+                src, ann = mask_sources[j]
+                cx, cy, scale = self.positive_window(self.boxes_of([ann])[0], rng)
+                flip = rng.uniform() < self.flip_prob
+                target = instance_mask(ann["segmentation"], *src.shape[:2])
+                masks[j] = self.cut_mask(target, cx, cy, scale, flip)
+                mask_sample[j], labels[j] = True, 1.0
+                windows[j] = cx, cy, scale, flip
+                patches[j] = self.cut(src, cx, cy, scale, flip, fill).reshape(patches.shape[1:])
+                continue
+            want_mask = mask_sources is None and rng.uniform() < self.mask_sample_fraction
             positive = want_mask or rng.uniform() < 0.5
             window = None
             if not positive:
@@ -274,16 +297,50 @@ class PatchSampler:
                 "windows": windows}
 
 
+class CategoryBalancedIndex:
+    """The usable instances of a list of dataset dicts by category; :meth:`draw` picks a
+    category uniformly, then one of its instances uniformly (the authors' mask-sample draw:
+    every category is equally frequent among mask samples, whatever its instance count)."""
+
+    def __init__(self, dataset_dicts, sampler: PatchSampler):
+        by_cat = {}
+        for d_idx, d in enumerate(dataset_dicts):
+            anns = d.get("annotations", [])
+            for a_idx in sampler.usable(anns, sampler.boxes_of(anns)):
+                by_cat.setdefault(anns[a_idx].get("category_id", 0), []).append((d_idx, a_idx))
+        self.categories = sorted(by_cat)
+        self.instances = [np.asarray(by_cat[c], np.int64) for c in self.categories]
+
+    def __len__(self):
+        return sum(len(v) for v in self.instances)
+
+    def draw(self, rng: np.random.Generator):
+        """(dataset index, annotation index) of one instance."""
+        pool = self.instances[rng.integers(len(self.instances))]
+        d_idx, a_idx = pool[rng.integers(len(pool))]
+        return int(d_idx), int(a_idx)
+
+
 class SharpMaskDatasetMapper:
     """Dataset mapper for DeepMask / SharpMask training: one Detectron2 dataset dict ->
     ``SAMPLES_PER_IMAGE`` patches (``patches`` uint8 (K, 3, P, P) in INPUT.FORMAT, ``masks``,
-    ``labels``, ``mask_sample``). Stage 2 trains only the refined mask: all mask samples."""
+    ``labels``, ``mask_sample``). Stage 2 trains only the refined mask: all mask samples.
+
+    With a :class:`CategoryBalancedIndex` over the training set (``MASK_SAMPLING: "category"``)
+    the number of mask samples is Binomial(K, MASK_SAMPLE_FRACTION) and each comes from its own
+    category-balanced draw (its image is read for it); the rest are score samples of the
+    mapped image."""
 
     @configurable
-    def __init__(self, sampler: PatchSampler, image_format: str, fill):
+    def __init__(self, sampler: PatchSampler, image_format: str, fill, mask_index: Optional[CategoryBalancedIndex] = None,
+                 dataset=None):
         self.sampler = sampler
         self.image_format = image_format
         self.fill = fill
+        self.mask_index, self.dataset = mask_index, dataset
+        if mask_index is not None and (dataset is None or len(mask_index) == 0):
+            raise UserError("category-balanced mask sampling needs training data with usable instances "
+                            "(not crowd, area >= MIN_INSTANCE_AREA, sides >= MIN_INSTANCE_SIDE)")
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
@@ -297,21 +354,44 @@ class SharpMaskDatasetMapper:
             neg_shift_margin=s.NEG_SHIFT_MARGIN, neg_scale_margin=s.NEG_SCALE_MARGIN,
             min_area=s.MIN_INSTANCE_AREA, min_side=s.MIN_INSTANCE_SIDE, flip_prob=s.FLIP_PROB,
         )
-        return {"sampler": sampler, "image_format": cfg.INPUT.FORMAT, "fill": mean}
+        out = {"sampler": sampler, "image_format": cfg.INPUT.FORMAT, "fill": mean}
+        if s.MASK_SAMPLING not in ("category", "image"):
+            raise ConfigError(f"MODEL.SHARPMASK.MASK_SAMPLING must be 'category' or 'image', got {s.MASK_SAMPLING!r}")
+        if s.MASK_SAMPLING == "category":
+            dicts = [d for name in cfg.DATASETS.TRAIN for d in DatasetCatalog.get(name)]
+            out["mask_index"] = CategoryBalancedIndex(dicts, sampler)
+            out["dataset"] = DatasetFromList(dicts, copy=False, serialize=True)  # compact, shared by workers
+            logger.info("SharpMask mask samples: category-balanced over %d usable instances of %d categories",
+                        len(out["mask_index"]), len(out["mask_index"].categories))
+        return out
 
-    def __call__(self, dataset_dict):
-        d = copy.deepcopy(dataset_dict)
+    def _read(self, d):
         name = d.get("file_name", "?")
         try:
             image = utils.read_image(name, format=self.image_format)
             utils.check_image_size(d, image)
         except (OSError, SyntaxError) as e:
             raise UserError(f"cannot read image {name}: {e}. Fix or remove it from the dataset.") from e
-        if image.ndim == 2:
-            image = image[:, :, None]
-        samples = self.sampler(image, d.get("annotations", []), self.fill)
+        return image[:, :, None] if image.ndim == 2 else image
+
+    def __call__(self, dataset_dict):
+        d = copy.deepcopy(dataset_dict)
+        rng = np.random.default_rng(np.random.randint(2 ** 31))
+        k, sources = self.sampler.samples_per_image, None
+        if self.mask_index is not None:
+            sources = []
+            for _ in range(rng.binomial(k, self.sampler.mask_sample_fraction)):
+                d_idx, a_idx = self.mask_index.draw(rng)
+                src = self.dataset[d_idx]
+                sources.append((self._read(src), src["annotations"][a_idx]))
+        annotations = d.get("annotations", [])
+        if sources is not None and self.sampler.mask_sample_fraction >= 1.0:  # stage 2: no score samples
+            image, annotations = sources[0][0], []
+        else:
+            image = self._read(d)
+        samples = self.sampler(image, annotations, self.fill, rng=rng, mask_sources=sources)
         return {
-            "file_name": name,
+            "file_name": d.get("file_name", "?"),
             "image_id": d.get("image_id"),
             "height": self.sampler.g.patch,  # all patches are square: one aspect-ratio group
             "width": self.sampler.g.patch,
