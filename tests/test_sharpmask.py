@@ -125,8 +125,9 @@ def test_dataset_mapper_output_and_bad_file(tmp_path):
 
 
 # ----------------------------------------------------------------------------- architecture
-def test_refinement_resolution_and_trunk_shapes():
-    model = model_from(SHARPMASK).eval()
+@pytest.mark.parametrize("topology,skip_channels", [("reference", [16, 8, 4, 2]), ("paper", [32, 16, 8, 4])])
+def test_refinement_resolution_and_trunk_shapes(topology, skip_channels):
+    model = model_from(SHARPMASK, "MODEL.SHARPMASK.REFINEMENT_TOPOLOGY", topology).eval()
     x = torch.randn(3, 3, 192, 192)
     with torch.no_grad():
         feats, emb = model.patch_forward(x)
@@ -134,7 +135,7 @@ def test_refinement_resolution_and_trunk_shapes():
         assert {k: tuple(v.shape[-2:]) for k, v in feats.items() if k != "reduced"} == {
             "conv1": (96, 96), "res2": (48, 48), "res3": (24, 24), "res4": (12, 12)}
         skips = model.window_skips(feats)
-        assert [tuple(s.shape[1:]) for s in skips] == [(32, 10, 10), (16, 20, 20), (8, 40, 40), (4, 80, 80)]
+        assert [tuple(s.shape[1:]) for s in skips] == [(c, 10 * 2 ** i, 10 * 2 ** i) for i, c in enumerate(skip_channels)]
         out = model.refinement(emb, skips)
     assert out.shape == (3, 160, 160)
     assert model.head.masks(emb).shape == (3, 56, 56) and model.head.scores(emb).shape == (3,)
@@ -169,14 +170,18 @@ def _patch_vs_dense(model, iy, ix, dy=0, dx=0):
     return rel(c_patch, c_dense), rel(r_patch, r_dense), float((r_patch.sigmoid() - r_dense.sigmoid()).abs().max())
 
 
-def test_dense_inference_equals_patch_inference_at_a_window():
-    model = model_from(SHARPMASK, "MODEL.SHARPMASK.TEST.SCALES", "[1.0]").eval()
+# measured (untrained, seed 0): refined 0.15 (paper) / 0.40 (reference: the addition merge passes the
+# res4 skip features' patch-border differences on with more weight), one cell off 0.49-1.15
+@pytest.mark.parametrize("topology,max_refined,ratio", [("paper", 0.2, 2.5), ("reference", 0.5, 2.0)])
+def test_dense_inference_equals_patch_inference_at_a_window(topology, max_refined, ratio):
+    model = model_from(SHARPMASK, "MODEL.SHARPMASK.TEST.SCALES", "[1.0]",
+                       "MODEL.SHARPMASK.REFINEMENT_TOPOLOGY", topology).eval()
     coarse, refined, max_prob = _patch_vs_dense(model, 8, 8)
-    assert coarse < 0.2 and refined < 0.2 and max_prob < 0.02
+    assert coarse < 0.2 and refined < max_refined and max_prob < 0.02
     # the comparison can tell windows apart: one cell off is far worse
     for dy, dx in ((0, 1), (1, 0), (-1, -1)):
         c_off, r_off, _ = _patch_vs_dense(model, 8, 8, dy, dx)
-        assert c_off > 2.5 * coarse and r_off > 2.5 * refined
+        assert c_off > 2.5 * coarse and r_off > ratio * refined
 
 
 def test_region_skip_features_equal_whole_map():

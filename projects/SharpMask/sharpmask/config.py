@@ -21,8 +21,12 @@ def add_sharpmask_config(cfg) -> None:
     s.MASK_SIZE = 56  # coarse mask: linear 512 -> MASK_SIZE^2
     s.REFLECT_PADDING = True  # reflect instead of zero padding in every trunk conv
     # --- refinement (schedule b: k_m = k_s = K / 2^(i-1)) ---
+    # "reference": the authors' code (skip path 3 convs, mask path conv + ReLU + conv, merge by
+    # addition, symmetric padding, nearest upsampling, conv1 skip narrowed to REFINE_SKIP_DIM / 2);
+    # "paper": the paper's text (skip path 2 convs, concat + conv, zero padding, bilinear)
+    s.REFINEMENT_TOPOLOGY = "reference"
     s.REFINE_K = 32
-    s.REFINE_SKIP_DIM = 64  # first of the two 3x3 skip convs
+    s.REFINE_SKIP_DIM = 64  # width of the first 3x3 skip conv
     s.SKIP_FEATURES = ["res4", "res3", "res2", "conv1"]  # strides 16, 8, 4, 2
     # --- patch geometry ---
     s.WINDOW = 160  # the patch the mask covers; the trunk sees WINDOW + 2 * CONTEXT

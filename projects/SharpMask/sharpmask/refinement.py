@@ -1,11 +1,21 @@
-"""SharpMask's top-down refinement (schedule b: k_m^i = k_s^i = k / 2^(i-1)).
+"""SharpMask's top-down refinement, in two topologies (``MODEL.SHARPMASK.REFINEMENT_TOPOLOGY``).
 
-Skip path of stage i (shared by overlapping windows, so run densely once per image scale):
-    S^i = ReLU(conv3x3(ReLU(conv3x3(F^i -> 64)) -> k_s^i))
-Top-down path (per window):
-    M^1 = linear(512 -> k_m^1 x 10 x 10)
-    M^{i+1} = upsample_x2(ReLU(conv3x3(concat(S^i, M^i) -> k_m^{i+1})))
-and a final 3x3 conv to one channel at the input resolution (10 -> 20 -> 40 -> 80 -> 160).
+Both use schedule b: stage i (i = 1..n) takes a mask encoding M^i of c_i = k / 2^(i-1) channels and
+returns M^{i+1} of c_i / 2 channels at twice the resolution (10 -> 20 -> 40 -> 80 -> 160); a final
+3x3 conv gives one channel at the input resolution. M^1 = linear(512 -> k x 10 x 10).
+
+``"reference"`` (default; the authors' Torch7 code), every conv padded symmetrically (for a 3x3 conv
+that is edge replication):
+    skip (horizontal)  S^i = conv3x3(ReLU(conv3x3(ReLU(conv3x3(F^i -> h_i)) -> c_i)) -> c_i / 2)
+    mask (vertical)    V^i = conv3x3(ReLU(conv3x3(M^i -> c_i)) -> c_i / 2)
+    M^{i+1} = upsample_nearest_x2(ReLU(S^i + V^i))
+with h_i = REFINE_SKIP_DIM (64), halved (32) for the stride-2 conv1 features.
+
+``"paper"`` (the paper's text, section 3.2), zero padding:
+    S^i = ReLU(conv3x3(ReLU(conv3x3(F^i -> h)) -> c_i))
+    M^{i+1} = upsample_bilinear_x2(ReLU(conv3x3(concat(S^i, M^i) -> c_i / 2)))
+
+The skip path is shared by overlapping windows, so inference runs it once per image scale.
 """
 from typing import Dict, List
 
@@ -17,12 +27,19 @@ from fvcore.nn import weight_init
 
 from segzoo.errors import ConfigError
 
-__all__ = ["SharpMaskRefinement"]
+__all__ = ["REFINEMENT_TOPOLOGIES", "SharpMaskRefinement"]
+
+REFINEMENT_TOPOLOGIES = ("reference", "paper")
 
 
-def _conv3x3(cin, cout):
-    conv = nn.Conv2d(cin, cout, 3, padding=1)
-    weight_init.c2_msra_fill(conv)  # He init: with 2-16 channels behind ReLUs, smaller inits stall
+def _conv3x3(cin, cout, topology):
+    """Reference: symmetric padding and PyTorch's default init, U(+-1/sqrt(fan_in)), the authors'
+    (Torch7's default; He init there makes the first plain-SGD steps diverge). Paper: zero padding
+    and He init (with 2-16 channels behind ReLUs, smaller inits stall the concat merges)."""
+    reference = topology == "reference"
+    conv = nn.Conv2d(cin, cout, 3, padding=1, padding_mode="replicate" if reference else "zeros")
+    if not reference:
+        weight_init.c2_msra_fill(conv)
     return conv
 
 
@@ -30,6 +47,10 @@ class SharpMaskRefinement(nn.Module):
     def __init__(self, cfg, channels: Dict[str, int], strides: Dict[str, int]):
         super().__init__()
         s = cfg.MODEL.SHARPMASK
+        self.topology = s.REFINEMENT_TOPOLOGY
+        if self.topology not in REFINEMENT_TOPOLOGIES:
+            raise ConfigError(f"MODEL.SHARPMASK.REFINEMENT_TOPOLOGY must be one of {REFINEMENT_TOPOLOGIES}, "
+                              f"got {self.topology!r}")
         self.skip_features = list(s.SKIP_FEATURES)
         missing = [f for f in self.skip_features if f not in channels]
         if missing:
@@ -38,19 +59,32 @@ class SharpMaskRefinement(nn.Module):
         if any(a != 2 * b for a, b in zip(self.strides, self.strides[1:])) or self.strides[0] != 16:
             raise ConfigError(f"MODEL.SHARPMASK.SKIP_FEATURES must go from stride 16 down by 2x each, got {self.strides}")
         n = len(self.skip_features)
-        k = s.REFINE_K
-        widths = [max(k // 2 ** i, 1) for i in range(n + 1)]  # k_m^1 .. k_m^{n+1}
+        widths = [max(s.REFINE_K // 2 ** i, 1) for i in range(n + 1)]  # c_1 .. c_{n+1}
         self.window_cells = s.WINDOW // 16
         self.k1 = widths[0]
         self.m1 = nn.Linear(s.EMBED_DIM, widths[0] * self.window_cells ** 2)  # PyTorch's default init
         nn.init.zeros_(self.m1.bias)
-        self.skips = nn.ModuleList(
-            nn.Sequential(_conv3x3(channels[f], s.REFINE_SKIP_DIM), nn.ReLU(inplace=True),
-                          _conv3x3(s.REFINE_SKIP_DIM, widths[i]), nn.ReLU(inplace=True))
-            for i, f in enumerate(self.skip_features)
-        )
-        self.merges = nn.ModuleList(_conv3x3(2 * widths[i], widths[i + 1]) for i in range(n))
-        self.predictor = _conv3x3(widths[n], 1)
+        reference, t = self.topology == "reference", self.topology
+        self.upsample_mode = "nearest" if reference else "bilinear"
+        skips = []
+        for i, f in enumerate(self.skip_features):
+            hidden = s.REFINE_SKIP_DIM // 2 if reference and self.strides[i] == 2 else s.REFINE_SKIP_DIM
+            layers = [_conv3x3(channels[f], hidden, t), nn.ReLU(inplace=True), _conv3x3(hidden, widths[i], t)]
+            layers += [nn.ReLU(inplace=True), _conv3x3(widths[i], widths[i + 1], t)] if reference else [nn.ReLU(inplace=True)]
+            skips.append(nn.Sequential(*layers))
+        self.skips = nn.ModuleList(skips)
+        # 3x3 convs on the skip path: skip features computed on a region plus this many cells of
+        # halo equal the whole-map ones inside the region
+        self.skip_halo = sum(isinstance(m, nn.Conv2d) for m in self.skips[0])
+        if reference:
+            self.verticals = nn.ModuleList(
+                nn.Sequential(_conv3x3(widths[i], widths[i], t), nn.ReLU(inplace=True),
+                              _conv3x3(widths[i], widths[i + 1], t))
+                for i in range(n)
+            )
+        else:
+            self.merges = nn.ModuleList(_conv3x3(2 * widths[i], widths[i + 1], t) for i in range(n))
+        self.predictor = _conv3x3(widths[n], 1, t)
         nn.init.normal_(self.predictor.weight, std=0.001)  # start at p = 0.5 everywhere
 
     def skip_maps(self, features: Dict[str, torch.Tensor]) -> List[torch.Tensor]:
@@ -58,19 +92,26 @@ class SharpMaskRefinement(nn.Module):
         return [skip(features[f]) for skip, f in zip(self.skips, self.skip_features)]
 
     def encode(self, emb):
-        """M^1: (N, 512) -> (N, k_m^1, 10, 10)."""
+        """M^1: (N, 512) -> (N, k, 10, 10)."""
         return self.m1(emb).view(-1, self.k1, self.window_cells, self.window_cells)
 
+    def merge(self, i: int, skip, m):
+        """Stage i's merge of its skip features and mask encoding, before upsampling. The convs
+        run channels-last: with 2-16 channels at 10-80 px that layout is 1.5-4x faster on the CPU."""
+        if self.topology == "reference":
+            return F.relu(skip + self.verticals[i](m.contiguous(memory_format=torch.channels_last)))
+        x = torch.cat([skip, m], dim=1).contiguous(memory_format=torch.channels_last)
+        return F.relu(self.merges[i](x))
+
     def top_down(self, m, skips: List[torch.Tensor]):
-        """The refinement modules on mask encodings ``m`` = M^1 (N, k_m^1, 10, 10) and the windows'
-        skip features ``skips[i]`` (N, k_s^i, 10 * 2^i, 10 * 2^i). The convs run channels-last:
-        with 2-16 channels at 40-160 px that layout is 1.5-4x faster on the CPU."""
-        for merge, skip in zip(self.merges, skips):
+        """The refinement modules on mask encodings ``m`` = M^1 (N, k, 10, 10) and the windows'
+        skip features ``skips[i]`` (N, c_i or c_i / 2, 10 * 2^i, 10 * 2^i)."""
+        for i, skip in enumerate(skips):
             if skip.shape[-2:] != m.shape[-2:]:
                 raise ValueError(f"skip features {tuple(skip.shape[-2:])} do not match the mask encoding {tuple(m.shape[-2:])}")
-            x = torch.cat([skip, m], dim=1).contiguous(memory_format=torch.channels_last)
-            # (bilinear upsampling is faster in the default layout)
-            m = F.interpolate(F.relu(merge(x)).contiguous(), scale_factor=2, mode="bilinear", align_corners=False)
+            # (upsampling is faster in the default layout)
+            m = F.interpolate(self.merge(i, skip, m).contiguous(), scale_factor=2, mode=self.upsample_mode,
+                              **({} if self.upsample_mode == "nearest" else {"align_corners": False}))
         return self.predictor(m.contiguous(memory_format=torch.channels_last)).squeeze(1)
 
     def forward(self, emb, skips: List[torch.Tensor]):

@@ -136,12 +136,13 @@ class SharpMask(nn.Module):
 
     def window_skips(self, feats):
         """Skip features of the central window of each patch, per refinement stage (the skip
-        convs run on the window plus a 2-cell halo only: same values, less work)."""
+        convs run on the window plus a halo of one cell per conv only: same values, less work)."""
         c, w = self.geometry.context, self.geometry.window
+        halo = self.refinement.skip_halo
         out = []
         for skip, name, t in zip(self.refinement.skips, self.refinement.skip_features, self.refinement.strides):
             f = feats[name]
-            r0, r1 = max(c // t - 2, 0), min((c + w) // t + 2, f.shape[2])
+            r0, r1 = max(c // t - halo, 0), min((c + w) // t + halo, f.shape[2])
             s_map = skip(f[:, :, r0:r1, r0:r1])
             out.append(s_map[:, :, c // t - r0 : (c + w) // t - r0, c // t - r0 : (c + w) // t - r0])
         return out
@@ -198,16 +199,17 @@ class SharpMask(nn.Module):
 
     def _skip_regions(self, feats, yx):
         """Skip features S^i over the part of each feature map that the windows at grid
-        positions ``yx`` (n, 2) cover, plus a 2-cell halo for the two 3x3 convs (so values
-        equal the whole-map ones). Returns [(map (C, h, w), row0, col0)] per stage."""
+        positions ``yx`` (n, 2) cover, plus a halo of one cell per 3x3 conv (so values equal
+        the whole-map ones). Returns [(map (C, h, w), row0, col0)] per stage."""
         c, w = self.geometry.context, self.geometry.window
+        halo = self.refinement.skip_halo
         out = []
         for skip, name, t in zip(self.refinement.skips, self.refinement.skip_features, self.refinement.strides):
             f = feats[name][0]
             y0, x0 = ((16 * yx.min(0).values + c) // t).tolist()
             y1, x1 = ((16 * yx.max(0).values + c + w) // t).tolist()
-            r0, c0 = max(y0 - 2, 0), max(x0 - 2, 0)
-            r1, c1 = min(y1 + 2, f.shape[1]), min(x1 + 2, f.shape[2])
+            r0, c0 = max(y0 - halo, 0), max(x0 - halo, 0)
+            r1, c1 = min(y1 + halo, f.shape[1]), min(x1 + halo, f.shape[2])
             region = f[None, :, r0:r1, c0:c1].contiguous(memory_format=torch.channels_last)  # ~1.7x faster convs
             out.append((skip(region)[0], r0, c0))
         return out
