@@ -1,6 +1,7 @@
 """DeepMask-ours and SharpMask (Pinheiro et al., ECCV 2016) on Detectron2.
 
-Importing registers the ``SharpMask`` meta-architecture (``META_ARCH_REGISTRY``), the
+Importing registers the ``SharpMask`` meta-architecture and ``SharpMaskRCNN`` (a
+``GeneralizedRCNN`` for SharpMask proposals) (``META_ARCH_REGISTRY``), the
 ``SharpMaskProposals`` proposal generator (``PROPOSAL_GENERATOR_REGISTRY``), the
 ``sharpmask_patches`` training mapper (``INPUT.TRAIN_MAPPER``) and the
 ``segment_proposals`` evaluator (``TEST.EVALUATOR``); :func:`add_sharpmask_config` adds
@@ -12,7 +13,7 @@ from segzoo.engine import EVALUATORS  # noqa: E402
 
 from .config import add_sharpmask_config  # noqa: E402
 from .evaluator import SegmentProposalEvaluator  # noqa: E402
-from .proposal_generator import SharpMaskProposals  # noqa: E402
+from .proposal_generator import SharpMaskProposals, SharpMaskRCNN  # noqa: E402
 from .refinement import SharpMaskRefinement  # noqa: E402
 from .sampler import (  # noqa: E402
     CategoryBalancedIndex,
@@ -38,6 +39,7 @@ __all__ = [
     "SharpMask",
     "SharpMaskDatasetMapper",
     "SharpMaskProposals",
+    "SharpMaskRCNN",
     "SharpMaskRefinement",
     "WindowSet",
     "add_sharpmask_config",

@@ -168,28 +168,36 @@ class SharpMask(nn.Module):
         }
 
     # ------------------------------------------------------------------ inference
-    def scale_pyramid(self, image):
-        """(scaled size, padded normalized image) per scale: padding puts a window centre on
-        every 16-px position of the scaled image, with WINDOW/2 + CONTEXT of fill around."""
+    def pyramid_sizes(self, image_size, base_size=None):
+        """The scaled (h, w) of every pyramid scale: the scales apply to ``base_size`` (the
+        original image's (H, W)) when given, else to ``image_size``."""
+        h, w = base_size or image_size
+        return [(max(int(round(h * s)), 1), max(int(round(w * s)), 1)) for s in self.scales]
+
+    def scale_pyramid(self, image, base_size=None):
+        """(scaled size, grid size, padded normalized image) per scale. The image is resized to
+        the scaled size (antialiased when shrinking) and padded with the mean (0) by
+        WINDOW/2 + CONTEXT on the top and left and up to the last window's patch on the bottom
+        and right: one window centre on every 16-px position of the scaled image, each with
+        exactly its training patch (window + context) inside the padded image."""
         h, w = image.shape[-2:]
         g = self.geometry
         pad = g.window // 2 + g.context
-        for s in self.scales:
-            hs, ws = max(int(round(h * s)), 1), max(int(round(w * s)), 1)
+        for hs, ws in self.pyramid_sizes((h, w), base_size):
             x = image[None]
             if (hs, ws) != (h, w):
-                x = F.interpolate(x, size=(hs, ws), mode="bilinear", align_corners=False, antialias=s < 1)
+                x = F.interpolate(x, size=(hs, ws), mode="bilinear", align_corners=False, antialias=hs < h)
             ny, nx = math.ceil(hs / 16), math.ceil(ws / 16)
-            x = F.pad(x, (pad, 16 * (nx - 1) + 2 * pad - ws, pad, 16 * (ny - 1) + 2 * pad - hs))
+            x = F.pad(x, (pad, 16 * (nx - 1) + pad - ws, pad, 16 * (ny - 1) + pad - hs))
             yield (hs, ws), (ny, nx), x
 
-    def dense_windows(self, image):
+    def dense_windows(self, image, base_size=None):
         """Score every window of every scale of a normalized (3, H, W) image. Returns the
         per-scale state and flat (scale, y, x, logit) tensors over all windows."""
         per_scale, flat = [], []
-        for k, ((hs, ws), (ny, nx), x) in enumerate(self.scale_pyramid(image)):
+        for k, ((hs, ws), (ny, nx), x) in enumerate(self.scale_pyramid(image, base_size)):
             feats = self.trunk.features(x)
-            emb = self.trunk.embed(feats["reduced"], patch=False)[:, :, 1 : ny + 1, 1 : nx + 1]
+            emb = self.trunk.embed(feats["reduced"], patch=False)
             logits = self.head.dense_scores(emb)[0]
             per_scale.append({"size": (hs, ws), "feats": feats, "emb": emb[0]})
             yy, xx = torch.meshgrid(torch.arange(ny, device=x.device), torch.arange(nx, device=x.device), indexing="ij")
@@ -229,12 +237,13 @@ class SharpMask(nn.Module):
     def _gather_skips(self, feats, yx):
         return self._crop_skips(self._skip_regions(feats, yx), yx)
 
-    def select_windows(self, image, top_n=None, refine=None) -> WindowSet:
-        """The top-N windows of a normalized image and their mask logits."""
+    def select_windows(self, image, top_n=None, refine=None, base_size=None) -> WindowSet:
+        """The top-N windows of a normalized image and their mask logits; boxes in ``image``'s
+        pixels. ``base_size``: the (H, W) the pyramid scales apply to (default: the image's)."""
         refine = self.refine if refine is None else refine
         if refine and self.refinement is None:
             raise ValueError("refinement requested but this is a stage-1 (DeepMask) model")
-        per_scale, idx, logits = self.dense_windows(image)
+        per_scale, idx, logits = self.dense_windows(image, base_size)
         n = min(top_n or self.top_n, len(logits))
         order = logits.topk(n).indices
         idx, logits = idx[order], logits[order]
@@ -289,11 +298,12 @@ class SharpMask(nn.Module):
         result.pred_masks = bitmasks
         return result
 
-    def propose_boxes(self, image, output_size, top_n=None):
+    def propose_boxes(self, image, output_size, top_n=None, base_size=None):
         """Box proposals of a normalized image without pasting masks: each selected mask's
         tight box in its window (thresholded at MASK_THRESH), mapped to ``output_size`` and
-        clipped; windows whose mask is empty are dropped. Returns (boxes, objectness logits)."""
-        windows = self.select_windows(image, top_n=top_n)
+        clipped; windows whose mask is empty are dropped. ``base_size`` as in
+        :meth:`select_windows`. Returns (boxes, objectness logits)."""
+        windows = self.select_windows(image, top_n=top_n, base_size=base_size)
         oh, ow = output_size
         h, w = windows.image_size
         fg = windows.masks.sigmoid() >= self.mask_thresh

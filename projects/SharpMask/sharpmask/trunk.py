@@ -100,12 +100,13 @@ class DeepMaskTrunk(nn.Module):
         return out
 
     def embed(self, reduced, patch: bool):
-        """The 512-d vectors. ``patch=True``: ``reduced`` is a patch's map (window + context
-        cells); the context cells are cropped and the result is (B, 512). Otherwise the
-        dense (B, 512, H/16 - 9, W/16 - 9) map of every window position."""
+        """The 512-d vectors; the context cells at the map's borders are cropped first.
+        ``patch=True``: ``reduced`` is a patch's map (window + context cells) and the result is
+        (B, 512). Otherwise the dense (B, 512, H/16 - 9 - 2 * CONTEXT/16, ...) map of every window
+        whose patch (window + context) lies inside the input."""
+        c = self.context_cells
+        reduced = reduced[:, :, c : reduced.shape[2] - c, c : reduced.shape[3] - c]
         if patch:
-            c = self.context_cells
-            reduced = reduced[:, :, c : reduced.shape[2] - c, c : reduced.shape[3] - c]
             if reduced.shape[-2:] != (self.window_cells, self.window_cells):
                 raise ValueError(f"patch trunk map is {tuple(reduced.shape[-2:])} after the context crop, "
                                  f"expected {self.window_cells}x{self.window_cells}")
