@@ -1,6 +1,7 @@
 """DeepMask / SharpMask: patch sampler geometry, dense == patch inference, refinement, two-stage
 training, the segment-proposal AR evaluator, the proposal generator and the export tool."""
 import json
+import math
 import os
 import pickle
 import sys
@@ -371,6 +372,31 @@ def test_ar_evaluator_matches_hand_computed_recall(toy_dataset, tmp_path):
         assert r["ARs@10"] == pytest.approx(70.0)  # both objects are small (area 400 < 32^2)
         assert np.isnan(r["ARl@10"])  # no large object
     assert json.loads((tmp_path / "proposal_recall.json").read_text())["segm_proposals"]["AR@10"] == pytest.approx(70)
+
+
+def test_ar_auc_is_ar_averaged_over_log_proposal_counts(toy_dataset):
+    ev = SegmentProposalEvaluator(toy_dataset, max_dets=(1, 10), distributed=False)
+    # by score: p2 (crowd only), p0 (object 0, IoU 1), p1 (object 1, IoU 0.667: 4 of 10 thresholds)
+    ev.process([{"image_id": 7}], [{"instances": _instances([(10, 10, 30, 30), (64, 50, 84, 70), (0, 80, 40, 95)],
+                                                            [0.9, 0.8, 0.95])}])
+    res = ev.evaluate()
+    # AR(1) = 0, AR(2) = 50, AR(n >= 3) = 70; area over log n in [0, log 10], divided by log 10
+    hand = (0 * math.log(2 / 1) + 50 * math.log(3 / 2) + 70 * math.log(10 / 3)) / math.log(10)
+    assert hand == pytest.approx(45.406, abs=1e-3)
+    for task in ("segm_proposals", "box_proposals"):
+        assert res[task]["AUC"] == pytest.approx(hand) and res[task]["AUCs"] == pytest.approx(hand)
+        assert np.isnan(res[task]["AUCl"]) and np.isnan(res[task]["AUCm"])
+    # on random proposals the curve equals COCOeval's own AR at every count (one COCOeval per count)
+    rng = np.random.default_rng(0)
+    objects = np.array([[10, 10, 30, 30], [60, 50, 80, 70], [0, 80, 40, 95]] * 8, np.float64)  # crowd too
+    boxes = (objects + rng.uniform(-5, 5, size=objects.shape)).round()
+    results = [{"image_id": 7, "category_id": 1, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                "score": float(s)} for b, s in zip(boxes.tolist(), rng.uniform(size=len(boxes)))]
+    coco = ev._coco_gt
+    ar = [proposal_recall(coco, results, "bbox", (n,))[f"AR@{n}"] for n in range(1, 21)]
+    assert len(set(ar)) > 4 and ar == sorted(ar)  # a real curve
+    expected = sum(a * math.log((n + 1) / n) for n, a in enumerate(ar[:-1], 1)) / math.log(20)
+    assert proposal_recall(coco, results, "bbox", (5, 20))["AUC"] == pytest.approx(expected, rel=1e-9)
 
 
 def test_ar_evaluator_segments_differ_from_boxes(toy_dataset):

@@ -5,6 +5,14 @@ Detectron2's COCOEvaluator measures box-proposal recall only; this evaluator sco
 SharpMask paper does: pycocotools COCOeval with ``useCats = 0`` and ``maxDets`` (10, 100,
 1000), AR averaged over IoU .50:.05:.95, overall and for small / medium / large objects.
 Crowd ground truth is ignored (matching it neither helps nor hurts), as in COCO.
+
+``AUC`` (and ``AUC{s,m,l}``), the papers' summary metric, is AR "averaged across all proposal
+counts": the area under the AR-versus-number-of-proposals curve with the count on a log axis
+(as the papers plot it), from 1 to the largest maxDets (1000), divided by that axis' length.
+AR(n) is a step function of the count n, so the area is exactly
+sum_{n=1}^{N-1} AR(n) (log(n + 1) - log(n)) / log(N), with AR(n) read from the same COCOeval
+matching for every n (COCOeval matches each image's proposals greedily in score order, so the
+top n proposals' matches do not depend on the proposals after them).
 """
 import contextlib
 import copy
@@ -27,7 +35,7 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 
-__all__ = ["SegmentProposalEvaluator", "proposal_recall"]
+__all__ = ["SegmentProposalEvaluator", "auc_log", "proposal_recall", "recall_curves"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +44,8 @@ _AREAS = ("all", "small", "medium", "large")
 
 def proposal_recall(coco_gt: COCO, results, iou_type: str, max_dets=(10, 100, 1000), img_ids=None):
     """AR (in %) of class-agnostic proposals ``results`` (COCO result dicts) against
-    ``coco_gt``: ``AR@k`` for each k in ``max_dets`` and ``AR{s,m,l}@k`` by object size."""
+    ``coco_gt``: ``AR@k`` for each k in ``max_dets``, ``AR{s,m,l}@k`` by object size, and
+    ``AUC``, ``AUC{s,m,l}`` (AR averaged over log proposal counts 1..max(max_dets))."""
     max_dets = sorted(int(m) for m in max_dets)
     out = OrderedDict()
     if len(results) == 0:
@@ -44,6 +53,8 @@ def proposal_recall(coco_gt: COCO, results, iou_type: str, max_dets=(10, 100, 10
             out[f"AR@{m}"] = 0.0
             for a in _AREAS[1:]:
                 out[f"AR{a[0]}@{m}"] = 0.0
+        for a in _AREAS:
+            out["AUC" if a == "all" else f"AUC{a[0]}"] = 0.0
         return out
     cat = sorted(coco_gt.getCatIds())[0] if coco_gt.getCatIds() else 1
     results = [dict(r, category_id=cat) for r in results]
@@ -65,7 +76,44 @@ def proposal_recall(coco_gt: COCO, results, iou_type: str, max_dets=(10, 100, 10
             r = r[r > -1]
             value = float(r.mean() * 100) if len(r) else float("nan")
             out[f"AR@{m}" if a == "all" else f"AR{a[0]}@{m}"] = value
+    curves = recall_curves(ev)
+    for a in _AREAS:
+        out["AUC" if a == "all" else f"AUC{a[0]}"] = auc_log(curves[a])
     return out
+
+
+def recall_curves(ev: COCOeval):
+    """AR (in %) for every proposal count 1..max(maxDets), per area range, from an evaluated
+    (``evaluate()``) class-agnostic COCOeval: {area name: array of N values} (NaN where the
+    range has no ground truth). Equals COCOeval's own AR at its maxDets."""
+    n_max, n_thr = ev.params.maxDets[-1], len(ev.params.iouThrs)
+    n_areas = len(ev.params.areaRng)
+    curves = {}
+    for ai, a in enumerate(_AREAS[:n_areas]):
+        hits = np.zeros((n_thr, n_max))  # matched, non-ignored proposals at each rank, summed over images
+        n_gt = 0
+        for e in ev.evalImgs[ai * len(ev.params.imgIds) : (ai + 1) * len(ev.params.imgIds)]:
+            if e is None:
+                continue
+            n_gt += int(np.count_nonzero(~np.asarray(e["gtIgnore"], bool)))
+            matched = np.asarray(e["dtMatches"])[:, :n_max] > 0
+            ignored = np.asarray(e["dtIgnore"], bool)[:, :n_max]
+            tp = matched & ~ignored
+            hits[:, : tp.shape[1]] += tp
+        if n_gt == 0:
+            curves[a] = np.full(n_max, np.nan)
+            continue
+        curves[a] = (np.cumsum(hits, axis=1) / n_gt).mean(0) * 100
+    return curves
+
+
+def auc_log(ar) -> float:
+    """Area under the step curve AR(n), n = 1..N, over log n in [0, log N], divided by log N."""
+    ar = np.asarray(ar, np.float64)
+    if len(ar) < 2 or np.isnan(ar).any():
+        return float(ar[0]) if len(ar) == 1 else float("nan")
+    n = np.arange(1, len(ar) + 1, dtype=np.float64)
+    return float((ar[:-1] * np.diff(np.log(n))).sum() / np.log(n[-1]))
 
 
 class SegmentProposalEvaluator(DatasetEvaluator):
