@@ -3,15 +3,14 @@
 Mask R-CNN (slim R-18-FPN) with its box and mask heads pooling through segzoo's op
 (AlignFamilyROIHeads, ROIAlignV2), and BlendMask (slim R-18, FCOS + ProtoNet + the fused
 blender), 300 iterations each on shapes_train, evaluated on shapes_val, SEED 0. RDSNet
-(slim R-18 RetinaNet + representation tower + pixel stream) 600 iterations (5.4 min), then its
-MBRM stage for 60 iterations, which must leave every other weight bit-identical. DeepMask 200
+(slim R-18 RetinaNet with GN towers + representation tower + pixel stream) 1,000 iterations, then
+its MBRM stage for 60 iterations, which must leave every other weight bit-identical. DeepMask 200
 iterations then SharpMask's refinement 100 (5.2 min together, with their proposal evaluations).
 Measured on the 2-core CPU machine (about 3.3 min per test): Mask R-CNN segm AP 8.5 / box AP 9.7
 (an unseeded run of the same schedule gave 12.7 / 15.5); BlendMask segm AP 2.3 / box AP 2.6
 (dense one-stage training starts slower: at 1,000 iterations it reaches about 25 / 29, see the README);
-RDSNet segm AP 0.94 / box AP 1.46, 1.60 after the MBRM stage (about 9 / 9-10 at 1,000 iterations).
-Untrained, all are ~0. The thresholds sit at about 60% of the seeded results to absorb CPU
-nondeterminism.
+RDSNet: see RDSNET_MIN_AP. Untrained, all are ~0. The thresholds sit at about 60% of the
+seeded results to absorb CPU nondeterminism.
 """
 import json
 import re
@@ -56,18 +55,20 @@ def test_short_blendmask_training_reaches_real_mask_ap(tmp_path):
     assert final["bbox/AP"] > 1.5, final
 
 
-RDSNET_SCHEDULE = ["SOLVER.MAX_ITER", "600", "SOLVER.STEPS", "(450, 550)", "SOLVER.CHECKPOINT_PERIOD", "1000",
+# the schedule of `tools/model_zoo.py --iters 1000` (decay at 75 % / 90 %, warm-up 100)
+RDSNET_SCHEDULE = ["SOLVER.MAX_ITER", "1000", "SOLVER.STEPS", "(750, 900)", "SOLVER.CHECKPOINT_PERIOD", "2000",
                    "SEED", "0", "DATALOADER.NUM_WORKERS", "1"]
-RDSNET_MIN_AP = {"segm": 3.0, "bbox": 3.0}
+# seed 0 of that comparison (same config and schedule, the authors' GN head and clipping): segm AP
+# 12.9 / box AP 19.5, 19.7 after a 300-iteration MBRM stage; the bounds sit at ~55 % of it
+RDSNET_MIN_AP = {"segm": 7.0, "bbox": 11.0}
 
 
 @pytest.mark.slow
 def test_short_rdsnet_training_then_mbrm_stage(tmp_path):
     stage1 = tmp_path / "rdsnet"
     metrics, final = _train(stage1, "configs/RDSNet/shapes_R_18.yaml", schedule=RDSNET_SCHEDULE)
-    print("rdsnet", {k: final[k] for k in ("segm/AP", "bbox/AP")})
     mask_losses = [m["loss_mask"] for m in metrics if "loss_mask" in m]
-    assert _falls(mask_losses, 0.95), mask_losses  # OHEM keeps the hard pixels: it falls slowly
+    assert _falls(mask_losses, 0.75), mask_losses  # measured 0.71 -> 0.39
     assert final["segm/AP"] > RDSNET_MIN_AP["segm"], final
     assert final["bbox/AP"] > RDSNET_MIN_AP["bbox"], final
     # second stage: MBRM alone learns; everything else must come out bit-identical
@@ -86,7 +87,6 @@ def test_short_rdsnet_training_then_mbrm_stage(tmp_path):
             assert not torch.equal(before[k], after[k]), k
         else:
             assert torch.equal(before[k], after[k]), k
-    print("mbrm", final2["bbox/AP"])
     assert final2["bbox/AP"] > RDSNET_MIN_AP["bbox"], final2
 
 
