@@ -85,7 +85,7 @@ class SharpMaskRefinement(nn.Module):
         else:
             self.merges = nn.ModuleList(_conv3x3(2 * widths[i], widths[i + 1], t) for i in range(n))
         self.predictor = _conv3x3(widths[n], 1, t)
-        nn.init.normal_(self.predictor.weight, std=0.001)  # start at p = 0.5 everywhere
+        nn.init.normal_(self.predictor.weight, std=0.001)  # start near p = 0.5 everywhere
 
     def skip_maps(self, features: Dict[str, torch.Tensor]) -> List[torch.Tensor]:
         """S^i for every stage, over whole maps (computed once per image scale)."""
