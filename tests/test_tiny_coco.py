@@ -66,8 +66,12 @@ def test_sharpmask_patches_and_proposal_recall_on_real_coco(tiny_val, tmp_path):
 
     from segzoo.config import load_config
 
-    cfg = load_config("configs/SharpMask/deepmask_R_50.yaml", ["MODEL.DEVICE", "cpu"])
+    # mask samples are category-balanced over the training set: train on the subset itself
+    cfg = load_config("configs/SharpMask/deepmask_R_50.yaml",
+                      ["MODEL.DEVICE", "cpu", "DATASETS.TRAIN", f"('{tiny_val}',)"])
+    assert cfg.MODEL.SHARPMASK.MASK_SAMPLING == "category"
     mapper = SharpMaskDatasetMapper(cfg, True)
+    assert mapper.mask_index is not None and len(mapper.mask_index.categories) > 1
     np.random.seed(0)
     dicts = DatasetCatalog.get(tiny_val)[:6]
     for d in dicts:
