@@ -1,4 +1,6 @@
 """SharpMask's two refinement topologies: the authors' code (default) and the paper's text."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -64,11 +66,33 @@ def test_paper_refinement_topology():
         model_from(SHARPMASK, "MODEL.SHARPMASK.REFINEMENT_TOPOLOGY", "deconv")
 
 
+@pytest.mark.parametrize("topology,init,expected", [("reference", "auto", "authors"), ("paper", "auto", "he"),
+                                                      ("reference", "he", "he"), ("paper", "authors", "authors")])
+def test_refinement_init(topology, init, expected):
+    ref = model_from(SHARPMASK, "MODEL.SHARPMASK.REFINEMENT_TOPOLOGY", topology,
+                     "MODEL.SHARPMASK.REFINE_INIT", init).refinement
+    conv = _convs(ref.skips[0])[0]  # res4 (128 channels here) -> 64: fan-in 1152, fan-out 576
+    bound = 1 / math.sqrt(conv.in_channels * 9)
+    w = conv.weight.detach()
+    if expected == "authors":  # U(-1/sqrt(fan_in), 1/sqrt(fan_in)), the authors' (Torch7's default)
+        assert float(w.abs().max()) <= bound and float(w.std()) == pytest.approx(bound / math.sqrt(3), rel=0.05)
+        assert float(conv.bias.abs().max()) > 0
+    else:  # He (MSRA, fan-out): N(0, 2 / fan_out), zero bias
+        assert float(w.std()) == pytest.approx(math.sqrt(2 / (conv.out_channels * 9)), rel=0.05)
+        assert float(conv.bias.abs().max()) == 0
+    assert float(ref.predictor.weight.abs().max()) < 0.005  # N(0, 0.001) (18 weights), not U(+-0.24)
+    if init == "auto":
+        with pytest.raises(ConfigError, match="REFINE_INIT"):
+            model_from(SHARPMASK, "MODEL.SHARPMASK.REFINE_INIT", "xavier")
+
+
 @pytest.mark.parametrize("topology", ["reference", "paper"])
 def test_stage2_trains_only_the_refinement_in_both_topologies(tmp_path, topology):
     stage1 = model_from(DEEPMASK)
     torch.save({"model": stage1.state_dict()}, tmp_path / "stage1.pth")
-    cfg = config(SHARPMASK, "MODEL.WEIGHTS", str(tmp_path / "stage1.pth"), "MODEL.SHARPMASK.REFINEMENT_TOPOLOGY", topology)
+    # each topology's own init ("auto"; the shapes config picks He for AdamW): plain SGD here
+    cfg = config(SHARPMASK, "MODEL.WEIGHTS", str(tmp_path / "stage1.pth"), "MODEL.SHARPMASK.REFINEMENT_TOPOLOGY", topology,
+                 "MODEL.SHARPMASK.REFINE_INIT", "auto")
     model = build_model(cfg)
     DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     frozen = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("refinement.")}

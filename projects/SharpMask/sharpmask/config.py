@@ -25,6 +25,9 @@ def add_sharpmask_config(cfg) -> None:
     # addition, symmetric padding, nearest upsampling, conv1 skip narrowed to REFINE_SKIP_DIM / 2);
     # "paper": the paper's text (skip path 2 convs, concat + conv, zero padding, bilinear)
     s.REFINEMENT_TOPOLOGY = "reference"
+    # refinement conv init: "authors" (PyTorch's default U(+-1/sqrt(fan_in)) = Torch7's, the authors';
+    # safe under their plain SGD), "he" (faster with AdamW), "auto": authors for "reference", he for "paper"
+    s.REFINE_INIT = "auto"
     s.REFINE_K = 32
     s.REFINE_SKIP_DIM = 64  # width of the first 3x3 skip conv
     s.SKIP_FEATURES = ["res4", "res3", "res2", "conv1"]  # strides 16, 8, 4, 2

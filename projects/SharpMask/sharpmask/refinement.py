@@ -32,13 +32,11 @@ __all__ = ["REFINEMENT_TOPOLOGIES", "SharpMaskRefinement"]
 REFINEMENT_TOPOLOGIES = ("reference", "paper")
 
 
-def _conv3x3(cin, cout, topology):
-    """Reference: symmetric padding and PyTorch's default init, U(+-1/sqrt(fan_in)), the authors'
-    (Torch7's default; He init there makes the first plain-SGD steps diverge). Paper: zero padding
-    and He init (with 2-16 channels behind ReLUs, smaller inits stall the concat merges)."""
-    reference = topology == "reference"
-    conv = nn.Conv2d(cin, cout, 3, padding=1, padding_mode="replicate" if reference else "zeros")
-    if not reference:
+def _conv3x3(cin, cout, topology, init):
+    """Reference topology: symmetric padding; paper: zero padding. ``init`` "authors": PyTorch's
+    default, U(+-1/sqrt(fan_in)), which is the authors' (Torch7's default); "he": He init."""
+    conv = nn.Conv2d(cin, cout, 3, padding=1, padding_mode="replicate" if topology == "reference" else "zeros")
+    if init == "he":
         weight_init.c2_msra_fill(conv)
     return conv
 
@@ -64,13 +62,16 @@ class SharpMaskRefinement(nn.Module):
         self.k1 = widths[0]
         self.m1 = nn.Linear(s.EMBED_DIM, widths[0] * self.window_cells ** 2)  # PyTorch's default init
         nn.init.zeros_(self.m1.bias)
-        reference, t = self.topology == "reference", self.topology
+        init = s.REFINE_INIT if s.REFINE_INIT != "auto" else ("authors" if self.topology == "reference" else "he")
+        if init not in ("authors", "he"):
+            raise ConfigError(f"MODEL.SHARPMASK.REFINE_INIT must be auto, authors or he, got {s.REFINE_INIT!r}")
+        reference, t = self.topology == "reference", (self.topology, init)
         self.upsample_mode = "nearest" if reference else "bilinear"
         skips = []
         for i, f in enumerate(self.skip_features):
             hidden = s.REFINE_SKIP_DIM // 2 if reference and self.strides[i] == 2 else s.REFINE_SKIP_DIM
-            layers = [_conv3x3(channels[f], hidden, t), nn.ReLU(inplace=True), _conv3x3(hidden, widths[i], t)]
-            layers += [nn.ReLU(inplace=True), _conv3x3(widths[i], widths[i + 1], t)] if reference else [nn.ReLU(inplace=True)]
+            layers = [_conv3x3(channels[f], hidden, *t), nn.ReLU(inplace=True), _conv3x3(hidden, widths[i], *t)]
+            layers += [nn.ReLU(inplace=True), _conv3x3(widths[i], widths[i + 1], *t)] if reference else [nn.ReLU(inplace=True)]
             skips.append(nn.Sequential(*layers))
         self.skips = nn.ModuleList(skips)
         # 3x3 convs on the skip path: skip features computed on a region plus this many cells of
@@ -78,13 +79,13 @@ class SharpMaskRefinement(nn.Module):
         self.skip_halo = sum(isinstance(m, nn.Conv2d) for m in self.skips[0])
         if reference:
             self.verticals = nn.ModuleList(
-                nn.Sequential(_conv3x3(widths[i], widths[i], t), nn.ReLU(inplace=True),
-                              _conv3x3(widths[i], widths[i + 1], t))
+                nn.Sequential(_conv3x3(widths[i], widths[i], *t), nn.ReLU(inplace=True),
+                              _conv3x3(widths[i], widths[i + 1], *t))
                 for i in range(n)
             )
         else:
-            self.merges = nn.ModuleList(_conv3x3(2 * widths[i], widths[i + 1], t) for i in range(n))
-        self.predictor = _conv3x3(widths[n], 1, t)
+            self.merges = nn.ModuleList(_conv3x3(2 * widths[i], widths[i + 1], *t) for i in range(n))
+        self.predictor = _conv3x3(widths[n], 1, *t)
         nn.init.normal_(self.predictor.weight, std=0.001)  # start near p = 0.5 everywhere
 
     def skip_maps(self, features: Dict[str, torch.Tensor]) -> List[torch.Tensor]:
