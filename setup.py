@@ -8,42 +8,54 @@ toolkit is found (``CUDA_HOME``), or when ``FORCE_CUDA=1``.
 """
 import glob
 import os
+import shutil
 
 from setuptools import setup
+from setuptools.command.build_py import build_py
 
 import torch
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
-# Every importable package and where it lives. Each paper is a package of its own
-# under projects/<Paper>/<package>; shared code is the `segzoo` package.
-PACKAGE_DIRS = {
-    "segzoo": "projects/segzoo",
-    "maskrcnn_roialign": "projects/MaskRCNN/maskrcnn_roialign",
-    "blendmask": "projects/BlendMask/blendmask",
-    "rdsnet": "projects/RDSNet/rdsnet",
-    "sharpmask": "projects/SharpMask/sharpmask",
-}
+# The library is the top-level `segzoo` package; every paper is a plugin package of its own,
+# projects/<Paper>/<package>/ (found here, declared to segzoo by its entry point in pyproject.toml).
+LIBRARY = "segzoo"
+PLUGIN_PARENT = "projects"
 
 
-def _packages():
-    packages = []
-    for name, path in PACKAGE_DIRS.items():
+def _package_dirs():
+    """Top-level package name -> its folder (relative to the repository)."""
+    dirs = {LIBRARY: LIBRARY}
+    for paper in sorted(os.listdir(os.path.join(ROOT, PLUGIN_PARENT))):
+        for pkg in sorted(os.listdir(os.path.join(ROOT, PLUGIN_PARENT, paper))):
+            if os.path.isfile(os.path.join(ROOT, PLUGIN_PARENT, paper, pkg, "__init__.py")):
+                dirs[pkg] = os.path.join(PLUGIN_PARENT, paper, pkg)
+    return dirs
+
+
+def _packages(dirs):
+    """Every (sub)package with its folder."""
+    mapping = {}
+    for name, path in dirs.items():
         for dirpath, _dirnames, filenames in os.walk(os.path.join(ROOT, path)):
             if "__init__.py" in filenames and "__pycache__" not in dirpath:
                 rel = os.path.relpath(dirpath, os.path.join(ROOT, path))
-                packages.append(name if rel == "." else name + "." + rel.replace(os.sep, "."))
-    return packages
-
-
-def _package_dir():
-    mapping = {}
-    for name in _packages():
-        root = name.split(".")[0]
-        sub = name.split(".")[1:]
-        mapping[name] = os.path.join(PACKAGE_DIRS[root], *sub)
+                sub = name if rel == "." else name + "." + rel.replace(os.sep, ".")
+                mapping[sub] = os.path.relpath(dirpath, ROOT)
     return mapping
+
+
+class BuildPy(build_py):
+    """Also ships the yaml configs inside the library, as segzoo/model_zoo/configs/** (as Detectron2
+    ships its model zoo), so that a non-editable install finds them with segzoo.model_zoo. An
+    editable install reads the repository's configs/ directly."""
+
+    def run(self):
+        super().run()
+        dst = os.path.join(self.build_lib, LIBRARY, "model_zoo", "configs")
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.copytree(os.path.join(ROOT, "configs"), dst, ignore=shutil.ignore_patterns("*.pyc", "__pycache__"))
 
 
 def _with_cuda():
@@ -87,15 +99,14 @@ def get_extensions():
     ]
 
 
+PACKAGES = _packages(_package_dirs())
+
+# name, version, dependencies and the plugins' entry points are in pyproject.toml
 setup(
-    name="segzoo",
-    version="0.1.0",
-    description="Instance segmentation methods as Detectron2 plugins, with C++/CUDA ops",
-    python_requires=">=3.9",
-    packages=_packages(),
-    package_dir=_package_dir(),
+    packages=sorted(PACKAGES),
+    package_dir=PACKAGES,
     package_data={"segzoo": ["py.typed"]},
     ext_modules=get_extensions(),
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True), "build_py": BuildPy},
     zip_safe=False,
 )

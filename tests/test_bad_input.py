@@ -4,7 +4,7 @@ import json
 import cv2
 import numpy as np
 
-from conftest import run_train_net
+from helpers import run_train_net
 
 CONFIG = "configs/MaskRCNN/shapes_R_18_FPN.yaml"
 

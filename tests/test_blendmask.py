@@ -265,7 +265,7 @@ def test_converter_tool(tmp_path):
 
 
 def test_bad_config_value_is_one_line_from_train_net(tmp_path):
-    from conftest import run_train_net
+    from helpers import run_train_net
 
     r = run_train_net(["--config-file", "configs/BlendMask/shapes_R_18.yaml", "MODEL.DEVICE", "cpu",
                        "MODEL.FCOS.SIZES_OF_INTEREST", "[32, 64]", "OUTPUT_DIR", str(tmp_path)], timeout=300)

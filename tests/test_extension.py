@@ -2,7 +2,6 @@
 import torch
 import torchvision
 
-import segzoo
 from segzoo import ops
 
 

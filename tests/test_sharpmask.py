@@ -4,7 +4,6 @@ import json
 import math
 import os
 import pickle
-import sys
 
 import numpy as np
 import pytest
@@ -453,8 +452,7 @@ def test_proposal_generator_needs_a_sharpmask_config():
 
 
 def test_export_tool_writes_detectron2_precomputed_proposals(tmp_path):
-    sys.path.insert(0, os.path.join(REPO, "tools"))
-    import export_sharpmask_proposals as tool
+    from sharpmask import export as tool
 
     torch.save({"model": model_from(SHARPMASK).state_dict()}, tmp_path / "m.pth")
     out = tmp_path / "props.pkl"
@@ -496,10 +494,9 @@ def test_export_tool_writes_detectron2_precomputed_proposals(tmp_path):
 def test_fast_rcnn_trains_on_exported_proposals(tmp_path):
     """The paper's pipeline through train_net.py: export SharpMask proposals of a small shapes split,
     train + evaluate the Fast R-CNN config on them."""
-    from conftest import run_train_net
+    from helpers import run_train_net
 
-    sys.path.insert(0, os.path.join(REPO, "tools"))
-    import export_sharpmask_proposals as tool
+    from sharpmask import export as tool
 
     data = ["DATASETS.SHAPES.ROOT", str(tmp_path / "data"), "DATASETS.SHAPES.NUM_TRAIN", "6",
             "DATASETS.SHAPES.NUM_VAL", "3", "DATASETS.SHAPES.IMAGE_SIZE", "128"]

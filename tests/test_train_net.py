@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from conftest import run_train_net
+from helpers import run_train_net
 
 CONFIG = "configs/MaskRCNN/shapes_R_18_FPN.yaml"
 

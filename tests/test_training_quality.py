@@ -18,7 +18,7 @@ import re
 import pytest
 import torch
 
-from conftest import run_train_net
+from helpers import run_train_net
 
 SCHEDULE = ["SOLVER.MAX_ITER", "300", "SOLVER.STEPS", "(225, 275)", "SOLVER.CHECKPOINT_PERIOD", "1000",
             "SEED", "0", "DATALOADER.NUM_WORKERS", "1"]

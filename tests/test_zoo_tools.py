@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from segzoo.errors import UserError
-from segzoo.zoo import METHODS, Harness, Schedule, detections_opts, harness_opts, method_order
+from segzoo.zoo import methods, Harness, Schedule, detections_opts, harness_opts, method_order
 from segzoo.zoo.bench import method_opts
 from segzoo.zoo.measure import peak_memory, run_isolated
 from segzoo.benchmark import build_model_from
 
-from conftest import REPO
+from helpers import REPO
 
 # every method small and fast: one SharpMask scale, few windows
 FAST = ["MODEL.SHARPMASK.TEST.SCALES", "[1.0]", "MODEL.SHARPMASK.TEST.TOP_N", "50"]
@@ -49,14 +49,14 @@ def test_every_method_gets_the_same_harness():
     keys = ["DATASETS.TRAIN", "DATASETS.TEST", "MODEL.RESNETS.DEPTH", "MODEL.RESNETS.RES2_OUT_CHANNELS",
             "INPUT.MIN_SIZE_TRAIN", "INPUT.MAX_SIZE_TEST", "SOLVER.IMS_PER_BATCH", "MODEL.ROI_HEADS.NUM_CLASSES",
             "MODEL.FCOS.NUM_CLASSES", "MODEL.RETINANET.NUM_CLASSES"]
-    values = {m.name: [_opt(harness_opts(m, h), k) for k in keys] for m in METHODS.values()}
+    values = {m.name: [_opt(harness_opts(m, h), k) for k in keys] for m in methods().values()}
     assert len({tuple(v) for v in values.values()}) == 1
     assert values["blendmask"] == ["('a',)", "('b',)", "50", "256", "(320,)", "320", "4", "3", "3", "3"]
-    iters = {m.name: int(_opt(harness_opts(m, h), "SOLVER.MAX_ITER")) for m in METHODS.values()}
+    iters = {m.name: int(_opt(harness_opts(m, h), "SOLVER.MAX_ITER")) for m in methods().values()}
     assert iters["mask_rcnn_ROIPool"] == iters["blendmask"] == iters["rdsnet"] == iters["deepmask"] == 40
     assert iters["rdsnet_mbrm"] == 12 and iters["sharpmask"] == 30
     with pytest.raises(UserError, match="unknown backbone"):
-        harness_opts(METHODS["rdsnet"], Harness(backbone="R-1000"))
+        harness_opts(methods()["rdsnet"], Harness(backbone="R-1000"))
 
 
 def test_method_order_adds_parents_first():
@@ -66,14 +66,14 @@ def test_method_order_adds_parents_first():
         method_order(["maskformer"])
 
 
-@pytest.mark.parametrize("name", list(METHODS))
+@pytest.mark.parametrize("name", list(methods()))
 def test_forced_detections_give_exactly_n_instances(name, tmp_path):
     """The benchmark's latency-vs-instances axis: every method, untrained, returns exactly n."""
-    m = METHODS[name]
+    m = methods()[name]
     h = Harness(extra_opts=FAST)
     torch.manual_seed(0)
     n = 37
-    model, _ = build_model_from(m.config, [*method_opts(m, h, str(tmp_path)), *detections_opts(m, n)])
+    model, _ = build_model_from(m.config_file, [*method_opts(m, h, str(tmp_path)), *detections_opts(m, n)])
     image = torch.rand(3, 256, 256) * 255
     with torch.no_grad():
         out = model([{"image": image, "height": 256, "width": 256}])[0]["instances"]
@@ -121,7 +121,7 @@ def test_model_zoo_trains_evaluates_and_reports_every_method(zoo_run):
     with open(os.path.join(out, "zoo.json")) as f:
         report = json.load(f)
     rows = {r["method"]: r for r in report["rows"]}
-    assert list(rows) == list(METHODS)
+    assert list(rows) == list(methods())
     assert report["settings"]["iters"] == 2 and report["settings"]["num_classes"] == 5
     for name, r in rows.items():
         assert os.path.isfile(os.path.join(out, name, "model_final.pth"))
@@ -141,10 +141,10 @@ def test_model_zoo_trains_evaluates_and_reports_every_method(zoo_run):
     assert os.path.isfile(os.path.join(out, "fast_rcnn_sharpmask", "proposals_shapes_train.pkl"))
     with open(os.path.join(out, "zoo.md")) as f:
         md = f.read()
-    assert md.count("\n| ") == 1 + len(METHODS) and "| Mask R-CNN (ROIAlign) |" in md
+    assert md.count("\n| ") == 1 + len(methods()) and "| Mask R-CNN (ROIAlign) |" in md
     png = cv2.imread(os.path.join(out, "zoo.png"))
     assert png is not None and png.shape[0] > 200
-    n = len(METHODS)
+    n = len(methods())
     assert f"[zoo] ({n}/{n}) fast_rcnn_sharpmask: trained + evaluated" in log
 
 

@@ -18,12 +18,9 @@ Medians of --repeats runs; ratios are against the baseline measured in the same 
 Writes a JSON file (--output) and prints Markdown tables.
 """
 import argparse
-import os
-import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import segzoo  # noqa: E402,F401
 from segzoo.benchmark import (  # noqa: E402
     add_run_args,

@@ -17,12 +17,9 @@ Medians of --repeats runs; ratios are against RetinaNet measured in the same run
 JSON file (--output) and prints a Markdown table.
 """
 import argparse
-import os
-import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import segzoo  # noqa: E402,F401
 from segzoo.benchmark import add_run_args, build_eval_model, median_ms, start_run, write_json  # noqa: E402
 

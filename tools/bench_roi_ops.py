@@ -10,13 +10,10 @@ outputs, sampling ratio 2). Reports medians of repeated runs and ratios measured
 """
 import argparse
 import json
-import os
-import sys
 
 import torch
 import torchvision
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from segzoo.benchmark import median_ms  # noqa: E402
 from segzoo.ops import roi_align_family  # noqa: E402
 

@@ -14,12 +14,9 @@ Medians over images x --repeats; ratios against the coarse path measured in the 
 Writes a JSON file (--output) and prints a Markdown table.
 """
 import argparse
-import os
-import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import segzoo  # noqa: E402,F401
 from segzoo.benchmark import add_run_args, build_model_from, start_run, write_json  # noqa: E402
 from segzoo.zoo.measure import timed_inference  # noqa: E402

@@ -12,7 +12,6 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from blendmask import convert_adelaidet_state_dict  # noqa: E402
 from blendmask.checkpoint import is_adelaidet_state_dict  # noqa: E402
 

@@ -20,7 +20,6 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import segzoo  # noqa: E402,F401
 from segzoo.errors import UserError  # noqa: E402
 

@@ -38,14 +38,26 @@ then
   pipq install "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
 fi
 
-# 2. Detectron2's runtime dependencies and our tools. Detectron2 v0.6 needs
+# 2. Our dependencies, as declared in pyproject.toml (with the test extra), and Detectron2's
+#    runtime dependencies (its registry sdist is installed without them). Detectron2 v0.6 needs
 #    Pillow<10 (Image.LINEAR) and setuptools<81 (pkg_resources in model_zoo).
+mapfile -t PROJECT_DEPS < <("$PY" - <<'PYEOF'
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    from pip._vendor import tomli as tomllib
+with open("pyproject.toml", "rb") as f:
+    project = tomllib.load(f)["project"]
+for dep in project["dependencies"] + project["optional-dependencies"]["test"]:
+    if not dep.startswith(("torch", "torchvision")):  # pinned above
+        print(dep)
+PYEOF
+)
 DEPS=(
-  "numpy<3" "Pillow<10" "setuptools<81" wheel ninja
-  opencv-python-headless pycocotools matplotlib
+  "${PROJECT_DEPS[@]}"
+  "Pillow<10" "setuptools<81" wheel ninja
   "fvcore>=0.1.5,<0.1.6" "iopath>=0.1.7,<0.1.10" "yacs>=0.1.8" termcolor tabulate
   cloudpickle tqdm tensorboard "omegaconf>=2.1" "hydra-core>=1.1" psutil
-  pytest pytest-timeout
 )
 deps_stamp="$VENV/.segzoo-deps-$(printf '%s\n' "${DEPS[@]}" | sha1sum | cut -c1-16)"
 if [ ! -f "$deps_stamp" ]; then
@@ -101,7 +113,8 @@ PYEOF
   d2_ok || { echo "[setup] detectron2 install has no model-zoo configs" >&2; exit 1; }
 fi
 
-# 4. This project, editable, with its extension.
+# 4. This project, editable, with its extension (reinstalled when setup.py / pyproject.toml, which
+#    declares the plugins' entry points, or csrc/ change).
 if [ "${FORCE_CUDA:-0}" = "1" ]; then
   export CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
   nv_inc=$("$PY" -c "import os, nvidia; print(os.path.join(list(nvidia.__path__)[0], 'cu13', 'include'))" 2>/dev/null || true)
@@ -109,7 +122,7 @@ if [ "${FORCE_CUDA:-0}" = "1" ]; then
   export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 fi
 export MAX_JOBS=${MAX_JOBS:-$(nproc)}
-ext_stamp="$VENV/.segzoo-ext-$(hash_of setup.py $(find csrc -type f | sort))"
+ext_stamp="$VENV/.segzoo-ext-$(hash_of setup.py pyproject.toml $(find csrc -type f | sort))"
 if [ -f "$ext_stamp" ] && "$PY" -c "import segzoo._C" 2>/dev/null; then
   log "segzoo already built"
 else

@@ -20,8 +20,10 @@ from .config import add_blendmask_config, add_fcos_config  # noqa: E402
 from .fcos import FCOS  # noqa: E402
 from .fcos_head import FCOSHead  # noqa: E402
 from .fcos_targets import fcos_targets  # noqa: E402
+from .plugin import PLUGIN  # noqa: E402  (the entry point's target)
 
 __all__ = [
+    "PLUGIN",
     "BlendMask",
     "Blender",
     "FCOS",

@@ -12,5 +12,6 @@ chooses the op of each head from yaml.
 import segzoo  # noqa: F401  (first: makes Detectron2 importable without its compiled ops)
 
 from .roi_heads import AlignFamilyROIHeads  # noqa: E402
+from .plugin import PLUGIN  # noqa: E402  (the entry point's target)
 
-__all__ = ["AlignFamilyROIHeads"]
+__all__ = ["PLUGIN", "AlignFamilyROIHeads"]

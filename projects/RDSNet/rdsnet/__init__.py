@@ -12,8 +12,10 @@ from .mask_loss import ohem_instance_losses, ohem_select  # noqa: E402
 from .mbrm import MBRM, mask_tight_boxes  # noqa: E402
 from .pixel_stream import PixelStream  # noqa: E402
 from .rdsnet import RDSNet  # noqa: E402
+from .plugin import PLUGIN  # noqa: E402  (the entry point's target)
 
 __all__ = [
+    "PLUGIN",
     "MBRM",
     "PixelStream",
     "RDSNet",

@@ -25,11 +25,13 @@ from .sampler import (  # noqa: E402
 )
 from .sharpmask import SharpMask, WindowSet  # noqa: E402
 from .trunk import DeepMaskHead, DeepMaskTrunk, use_reflect_padding  # noqa: E402
+from .plugin import PLUGIN  # noqa: E402  (the entry point's target)
 
 TRAIN_MAPPERS["sharpmask_patches"] = lambda cfg: SharpMaskDatasetMapper(cfg, True)
 EVALUATORS["segment_proposals"] = SegmentProposalEvaluator.from_cfg
 
 __all__ = [
+    "PLUGIN",
     "CategoryBalancedIndex",
     "DeepMaskHead",
     "DeepMaskTrunk",

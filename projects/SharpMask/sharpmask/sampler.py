@@ -20,7 +20,6 @@ axis, in window pixels) at a scale within 2^(1/4) of canonical.
 """
 import copy
 import logging
-import math
 from typing import List, Optional
 
 import cv2

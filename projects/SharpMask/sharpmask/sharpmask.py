@@ -16,7 +16,6 @@ mix of mask and score samples in a batch.
 import math
 from typing import Dict, List, Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -6,7 +6,6 @@ same weights give one 512-d vector per patch in training and one per 16-px windo
 when run densely over a whole image. Head C: that one vector feeds both the coarse mask
 (linear -> 56x56) and the score (dropout, 512 -> 1024, ReLU, dropout, 1024 -> 1).
 """
-import torch
 import torch.nn.functional as F
 from torch import nn
 

@@ -22,8 +22,29 @@ D2_BASE_PREFIX = "detectron2://"
 
 
 
+def _adopt(node) -> None:
+    """Make every sub-node the class of ``node`` (in place). Plugins written for Detectron2 add
+    their keys with Detectron2's ``CfgNode``; yacs refuses to merge a yaml node into a node of
+    another class."""
+    for k, v in list(node.items()):
+        if isinstance(v, _D2CfgNode):
+            if type(v) is not type(node):
+                v = type(node)(v)
+                dict.__setitem__(node, k, v)
+            _adopt(v)
+
+
 class CfgNode(_D2CfgNode):
-    """Detectron2's CfgNode that also resolves ``_BASE_: "detectron2://..."``."""
+    """Detectron2's CfgNode that also resolves ``_BASE_: "detectron2://..."`` and accepts keys
+    added with Detectron2's own ``CfgNode`` (as every Detectron2 project's ``add_*_config`` does)."""
+
+    def merge_from_other_cfg(self, cfg_other):
+        _adopt(self)
+        return super().merge_from_other_cfg(cfg_other)
+
+    def merge_from_list(self, cfg_list):
+        _adopt(self)
+        return super().merge_from_list(cfg_list)
 
     @classmethod
     def load_yaml_with_base(cls, filename: str, allow_unsafe: bool = False):
@@ -78,6 +99,7 @@ def get_cfg() -> CfgNode:
     cfg = CfgNode(_d2_get_cfg())
     add_segzoo_config(cfg)
     add_plugin_configs(cfg)
+    _adopt(cfg)
     return cfg
 
 

@@ -1,6 +1,6 @@
 """Train, evaluate and measure every method of the comparison on one harness.
 
-Each method runs in ``<output>/<method>``: training is ``train_net.py --resume`` in a
+Each method runs in ``<output>/<method>``: training is ``python -m segzoo.train_net --resume`` in a
 subprocess (Detectron2 logs progress and ETA; an interrupted run continues from its last
 checkpoint), evaluation is Detectron2's end-of-training EvalHook, and the measurements of the
 trained model are cached in ``zoo_measure.json``. A finished method is reused as it is; a
@@ -19,11 +19,10 @@ from ..benchmark import build_model_from, write_json
 from ..engine.results import last_eval_metrics, median_iteration_time
 from ..errors import UserError
 from .measure import count_parameters, inference_stats, run_isolated
-from .methods import METHODS, Harness, Method, harness_opts, method_order
+from .methods import Harness, Method, harness_opts, method_order
+from .methods import methods as declared_methods
 
-__all__ = ["REPO", "Zoo", "measure_trained", "test_inputs"]
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+__all__ = ["Zoo", "measure_trained", "test_inputs"]
 
 
 def _read_json(path):
@@ -63,6 +62,7 @@ class Zoo:
                  env: Dict[str, str] = None, say=print):
         self.h = harness
         self.output = os.path.abspath(output)
+        self.methods = declared_methods()
         self.names = method_order(methods)
         self.requested = [n for n in self.names if n in methods]
         self.timed_images = timed_images
@@ -85,9 +85,9 @@ class Zoo:
     # --- one method ------------------------------------------------------------------------
     def train_opts(self, m: Method) -> List[str]:
         opts = harness_opts(m, self.h)
-        if m.parent and not m.uses_proposals:
+        if m.parent and m.proposals is None:
             opts += [m.parent_key, self.final_weights(m.parent)]
-        if m.uses_proposals:
+        if m.proposals is not None:
             opts += ["DATASETS.PROPOSAL_FILES_TRAIN", f"('{self.proposal_file(m.name, self.h.train)}',)",
                      "DATASETS.PROPOSAL_FILES_TEST", f"('{self.proposal_file(m.name, self.h.test)}',)",
                      "DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TRAIN", str(self.h.proposals),
@@ -107,7 +107,7 @@ class Zoo:
 
     def _run(self, what: str, cmd: List[str]):
         env = dict(os.environ, **(self.env or {}))
-        r = subprocess.run(cmd, cwd=REPO, env=env)
+        r = subprocess.run(cmd, env=env)
         if r.returncode != 0:
             raise UserError(f"{what} failed (exit status {r.returncode}): {' '.join(cmd[1:])}")
 
@@ -119,7 +119,7 @@ class Zoo:
                 continue
             self.say(f"[zoo] {m.name}: exporting {m.parent} proposals of {dataset}")
             self._run(f"{m.name}: proposal export", [
-                sys.executable, os.path.join(REPO, "tools", "export_sharpmask_proposals.py"),
+                sys.executable, "-m", m.proposals.export_module,
                 "--config-file", os.path.join(parent_dir, "config.yaml"), "--dataset", dataset,
                 "--output", out, "--top-k", str(self.h.proposals), "--resume", "--save-every", "50",
                 "MODEL.WEIGHTS", self.final_weights(m.parent), "MODEL.DEVICE", self.h.device])
@@ -132,23 +132,21 @@ class Zoo:
             return True
         if m.parent and not self.is_trained(m.parent):
             raise UserError(f"{m.name} needs a trained {m.parent} in {self.run_dir(m.parent)}")
-        if m.uses_proposals:
+        if m.proposals is not None:
             self.export_proposals(m)
-        self._run(f"{m.name}: train_net.py", [sys.executable, os.path.join(REPO, "train_net.py"), "--resume",
-                                              "--config-file", os.path.join(REPO, m.config), *opts])
+        self._run(f"{m.name}: training", [sys.executable, "-m", "segzoo.train_net", "--resume",
+                                          "--config-file", m.config_file, *opts])
         if not self.is_trained(m.name):
             raise UserError(f"{m.name}: training ended without {self.final_weights(m.name)} and evaluation results")
         return False
 
     def measure_opts(self, m: Method) -> List[str]:
-        """Overrides of the trained config for timing: Fast R-CNN computes its SharpMask proposals
-        in the detector instead of reading the exported ones."""
+        """Overrides of the trained config for timing: a detector on another method's proposals
+        computes them inside itself instead of reading the exported ones."""
         opts = ["MODEL.DEVICE", self.h.device]
-        if m.uses_proposals:
-            opts += ["MODEL.LOAD_PROPOSALS", "False", "MODEL.PROPOSAL_GENERATOR.NAME", "SharpMaskProposals",
-                     "MODEL.SHARPMASK.PROPOSAL_CONFIG", os.path.join(self.run_dir(m.parent), "config.yaml"),
-                     "MODEL.SHARPMASK.PROPOSAL_WEIGHTS", self.final_weights(m.parent),
-                     "MODEL.SHARPMASK.PROPOSAL_TOPK_TEST", str(self.h.proposals)]
+        if m.proposals is not None:
+            opts += m.proposals.online_opts(os.path.join(self.run_dir(m.parent), "config.yaml"),
+                                            self.final_weights(m.parent), self.h.proposals)
         return opts
 
     def measure(self, m: Method) -> Dict:
@@ -181,7 +179,7 @@ class Zoo:
     def run(self) -> List[Dict]:
         rows, t0 = [], time.time()
         for i, name in enumerate(self.names, 1):
-            m = METHODS[name]
+            m = self.methods[name]
             self.say(f"[zoo] ({i}/{len(self.names)}) {name}: {m.config}"
                      + (f" on {m.parent}" if m.parent else ""))
             t = time.time()

@@ -8,18 +8,18 @@ import torch
 
 from ..benchmark import build_model_from
 from .measure import inference_stats, run_isolated, train_stats
-from .methods import METHODS, Harness, Method, detections_opts, harness_opts
+from .methods import Harness, Method, detections_opts, harness_opts, methods
 
 __all__ = ["bench_method", "markdown_tables", "method_opts"]
 
 
-def _proposer_config(h: Harness, workdir: str) -> str:
-    """The SharpMask proposer's config on the harness, written where Fast R-CNN can read it."""
+def _parent_config(m: Method, h: Harness, workdir: str) -> str:
+    """The config of ``m``'s parent on the harness, written where ``m`` can read it."""
     from ..config import load_config
 
-    m = METHODS["sharpmask"]
-    cfg = load_config(m.config, [*harness_opts(m, h), "MODEL.WEIGHTS", ""])
-    path = os.path.join(workdir, "sharpmask_proposer.yaml")
+    parent = methods()[m.parent]
+    cfg = load_config(parent.config_file, [*harness_opts(parent, h), "MODEL.WEIGHTS", ""])
+    path = os.path.join(workdir, f"{parent.name}_proposer.yaml")
     os.makedirs(workdir, exist_ok=True)
     with open(path, "w") as f:
         f.write(cfg.dump())
@@ -27,14 +27,12 @@ def _proposer_config(h: Harness, workdir: str) -> str:
 
 
 def method_opts(m: Method, h: Harness, workdir: str) -> List[str]:
-    """Harness overrides with random weights; Fast R-CNN gets an (untrained) SharpMask proposer
-    running inside the detector."""
+    """Harness overrides with random weights; a detector on another method's proposals gets that
+    (untrained) proposer running inside it."""
     opts = [*harness_opts(m, h), "MODEL.WEIGHTS", ""]
-    if m.uses_proposals:
-        opts += ["MODEL.LOAD_PROPOSALS", "False", "MODEL.PROPOSAL_GENERATOR.NAME", "SharpMaskProposals",
-                 "MODEL.SHARPMASK.PROPOSAL_CONFIG", _proposer_config(h, workdir),
-                 "MODEL.SHARPMASK.PROPOSAL_WEIGHTS", "", "DATASETS.PROPOSAL_FILES_TRAIN", "()",
-                 "DATASETS.PROPOSAL_FILES_TEST", "()"]
+    if m.proposals is not None:
+        opts += [*m.proposals.online_opts(_parent_config(m, h, workdir), "", h.proposals),
+                 "DATASETS.PROPOSAL_FILES_TRAIN", "()", "DATASETS.PROPOSAL_FILES_TEST", "()"]
     return opts
 
 
@@ -79,10 +77,10 @@ def bench_method(m: Method, h: Harness, instances: Sequence[int], workdir: str, 
     threads = threads or torch.get_num_threads()
     opts = method_opts(m, h, workdir)
     by_n = {n: detections_opts(m, n) for n in instances}
-    inference = run_isolated(_inference, m.config, opts, by_n, h.size, repeats, h.device, threads)
+    inference = run_isolated(_inference, m.config_file, opts, by_n, h.size, repeats, h.device, threads)
     row = {"method": m.name, "label": m.label, "inference": inference}
     if train_iters:
-        row.update(run_isolated(_training, m.config, opts, train_iters, h.schedule.batch, h.device, threads))
+        row.update(run_isolated(_training, m.config_file, opts, train_iters, h.schedule.batch, h.device, threads))
     return row
 
 
