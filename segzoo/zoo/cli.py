@@ -59,16 +59,15 @@ def dataset_setup(args):
     """Overrides registering the datasets, and the number of classes of the training set."""
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
-    from ..config import load_config
-    from ..engine import register_datasets_from_cfg
+    from ..config import runtime_config
 
     opts = []
     if args.num_train or args.num_val:
         opts += ["DATASETS.SHAPES.NUM_TRAIN", str(args.num_train), "DATASETS.SHAPES.NUM_VAL", str(args.num_val)]
     if args.register_coco:
         opts += ["DATASETS.COCO_FORMAT", repr([list(e) for e in args.register_coco])]
-    cfg = load_config("", [*opts, "DATASETS.TRAIN", f"('{args.train}',)", "DATASETS.TEST", f"('{args.test}',)"])
-    register_datasets_from_cfg(cfg)
+    runtime_config("", [*opts, "DATASETS.TRAIN", f"('{args.train}',)", "DATASETS.TEST", f"('{args.test}',)"],
+                   device="cpu")  # any device: only the datasets are wanted here
     if not DatasetCatalog.get(args.train):
         raise UserError(f"dataset '{args.train}' is empty")
     classes = MetadataCatalog.get(args.train).get("thing_classes")
