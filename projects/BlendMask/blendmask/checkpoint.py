@@ -6,26 +6,17 @@ at ``head.`` (Detectron2's ``DenseDetector`` convention) instead of
 ``proposal_generator.fcos_head.``. :func:`convert_adelaidet_state_dict` renames an
 AdelaiDet BlendMask / FCOS state dict to ours; BlendMask and FCOS models also apply it
 automatically when loading (``MODEL.WEIGHTS: adelaidet_blendmask_R_50_3x.pth`` works).
-:func:`convert_checkpoint_file` (``python -m blendmask.checkpoint IN.pth OUT.pth``, also
+:func:`convert_checkpoint_file` (``python -m blendmask.convert IN.pth OUT.pth``, also
 tools/convert_adelaidet_blendmask.py) stores a converted checkpoint.
 """
-import argparse
 import logging
 import os
-import sys
 from collections import OrderedDict
 from typing import Dict, Mapping, Tuple
 
-__all__ = ["convert_adelaidet_state_dict", "convert_checkpoint_file", "is_adelaidet_state_dict", "main",
+__all__ = ["convert_adelaidet_state_dict", "convert_checkpoint_file", "is_adelaidet_state_dict",
            "register_adelaidet_load_hook"]
 
-CLI_HELP = """Rename the keys of an AdelaiDet BlendMask / FCOS checkpoint to this project's.
-
-    python tools/convert_adelaidet_blendmask.py blendmask_R_50_3x.pth blendmask_R_50_3x_segzoo.pth
-
-Not needed to evaluate or fine-tune (MODEL.WEIGHTS accepts AdelaiDet files directly); use it to
-store checkpoints under our key names.
-"""
 
 _PREFIXES = (
     ("proposal_generator.fcos_head.", "head."),
@@ -96,23 +87,3 @@ def convert_checkpoint_file(input_path: str, output_path: str) -> Tuple[int, int
     converted = convert_adelaidet_state_dict(state)
     torch.save({"model": converted, "matching_heuristics": False}, output_path)
     return len(state), len(converted)
-
-
-def main(argv=None) -> int:
-    from segzoo.errors import UserError
-
-    p = argparse.ArgumentParser(description=CLI_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input")
-    p.add_argument("output")
-    args = p.parse_args(argv)
-    try:
-        n_in, n_out = convert_checkpoint_file(args.input, args.output)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"{n_in} keys -> {n_out} keys, written to {args.output}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
