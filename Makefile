@@ -22,8 +22,8 @@ zoo: setup  ## every method on one harness (synthetic data): tables + plot in ou
 bench-zoo: setup  ## per-method latency vs instances, training throughput, peak memory
 	$(PY) tools/bench_zoo.py $(BENCH_ARGS)
 
-bench-ops: setup  ## the C++/CUDA ops against their PyTorch compositions
-	$(PY) tools/bench_roi_ops.py $(BENCH_ARGS)
+bench-ops: setup  ## the C++/CUDA ops (RoIAlign family, blender) against their PyTorch compositions
+	$(PY) tools/bench_ops.py $(BENCH_ARGS)
 
 build:  ## force a rebuild of the C++/CUDA extension
 	rm -f .venv/.segzoo-ext-*

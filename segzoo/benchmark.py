@@ -1,10 +1,11 @@
-"""Timing helpers shared by the benchmark scripts in tools/."""
+"""Helpers shared by the benchmarks (the comparison's, the ops' and the plugins' own): timing,
+memory, models with random weights, random inputs, command-line flags, JSON results."""
 import json
 import os
 import re
 import statistics
 import time
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 import torch
 
@@ -15,6 +16,7 @@ __all__ = [
     "median_ms",
     "peak_memory_mb",
     "peak_rss_mb",
+    "random_inputs",
     "saved_for_backward_mb",
     "start_run",
     "write_json",
@@ -80,16 +82,15 @@ def saved_for_backward_mb(fn: Callable[[], object]) -> float:
 
 
 def build_model_from(config: str, opts=(), weights: str = ""):
-    """A model in eval mode and its config from a yaml config + ``KEY VALUE`` overrides (every
-    plugin registered), ``weights`` loaded when given."""
+    """A model in eval mode and its config from a yaml config + ``KEY VALUE`` overrides
+    (:func:`segzoo.config.runtime_config`: every plugin registered, the config's datasets
+    registered, the CPU when CUDA is asked for and absent), ``weights`` loaded when given."""
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
 
-    from .config import load_config
-    from .plugins import import_plugins
+    from .config import runtime_config
 
-    import_plugins()
-    cfg = load_config(config, list(opts))
+    cfg = runtime_config(config, opts)
     model = build_model(cfg).eval()
     if weights:
         DetectionCheckpointer(model).load(weights)
@@ -100,6 +101,14 @@ def build_eval_model(config: str, opts=(), device: str = "cpu", seed: int = 0):
     """A model in eval mode from a yaml config (every plugin registered), random weights."""
     torch.manual_seed(seed)
     return build_model_from(config, ["MODEL.DEVICE", device, "MODEL.WEIGHTS", "", *opts])[0]
+
+
+def random_inputs(size: int, device: str = "cpu", count: int = 1, seed: int = 0) -> List[dict]:
+    """``count`` model inputs, each a random ``size`` x ``size`` RGB image (values in [0, 255)),
+    drawn one after the other from a generator seeded with ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    return [{"image": (torch.rand(3, size, size, generator=g) * 255).to(device), "height": size, "width": size}
+            for _ in range(count)]
 
 
 def add_run_args(parser, output: str, repeats: int = 10, warmup: int = 2) -> None:

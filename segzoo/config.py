@@ -1,4 +1,5 @@
-"""Config helpers: ``get_cfg`` with every plugin's keys, and Detectron2 base configs by name.
+"""Config helpers: ``get_cfg`` with every plugin's keys, Detectron2 base configs by name, and
+:func:`runtime_config`, the config every command runs with (training, demo, benchmarks, exports).
 
 Our yaml files ``_BASE_`` on Detectron2's own configs as ``detectron2://<path>``, e.g.
 ``_BASE_: "detectron2://Base-RCNN-FPN.yaml"``, resolved through
@@ -14,12 +15,11 @@ from detectron2.config import get_cfg as _d2_get_cfg
 
 from .errors import UserError
 
-__all__ = ["CfgNode", "add_segzoo_config", "get_cfg", "load_config"]
+__all__ = ["CfgNode", "add_segzoo_config", "get_cfg", "load_config", "runtime_config"]
 
 logger = logging.getLogger(__name__)
 
 D2_BASE_PREFIX = "detectron2://"
-
 
 
 def _adopt(node) -> None:
@@ -122,6 +122,38 @@ def load_config(config_file: str = "", opts=None) -> CfgNode:
             raise UserError(f"command line: {_key_error(e)}") from e
         except ValueError as e:
             raise UserError(f"command line: {e}") from e
+    return cfg
+
+
+def runtime_config(config_file: str = "", opts=(), register_coco=(), device: str = None,
+                   check_datasets: bool = True, freeze: bool = False) -> CfgNode:
+    """The config a command runs with.
+
+    Every installed plugin is imported (its config keys known, its models registered), then
+    ``config_file`` and the ``KEY VALUE`` ``opts`` are merged (:func:`load_config`) and
+    ``MODEL.DEVICE`` is set to ``device`` when given. The datasets the config names are
+    registered: ``DATASETS.COCO_FORMAT`` plus the ``register_coco`` entries
+    (``[name, instances_json, image_root]``, as ``--register-coco`` gives them) and the shapes
+    splits when ``DATASETS.SHAPES`` asks for other sizes; with ``check_datasets`` every dataset in
+    ``DATASETS.TRAIN`` / ``TEST`` must then be registered. A CUDA ``MODEL.DEVICE`` with no CUDA
+    device visible falls back to the CPU with one logged warning.
+    """
+    from .data import register_datasets_from_cfg
+    from .plugins import import_plugins
+
+    import_plugins()
+    cfg = load_config(config_file, list(opts or ()))
+    if device:
+        cfg.MODEL.DEVICE = device
+    if cfg.MODEL.DEVICE.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            logger.warning("MODEL.DEVICE=%s but no CUDA device is visible: running on the CPU", cfg.MODEL.DEVICE)
+            cfg.MODEL.DEVICE = "cpu"
+    register_datasets_from_cfg(cfg, [list(e) for e in register_coco or ()], check=check_datasets)
+    if freeze:
+        cfg.freeze()
     return cfg
 
 

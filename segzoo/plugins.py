@@ -17,7 +17,8 @@ from typing import Callable, Dict, Optional, Sequence
 
 from .errors import UserError
 
-__all__ = ["ENTRY_POINT_GROUP", "Plugin", "add_plugin_configs", "import_plugins", "plugin_entry_points"]
+__all__ = ["ENTRY_POINT_GROUP", "Plugin", "add_plugin_configs", "class_agnostic_architectures", "import_plugins",
+           "plugin_entry_points"]
 
 ENTRY_POINT_GROUP = "segzoo.plugins"
 
@@ -26,12 +27,15 @@ ENTRY_POINT_GROUP = "segzoo.plugins"
 class Plugin:
     """What a plugin declares. ``add_config(cfg)`` adds its config keys (None: it has none);
     ``meta_architectures`` are the ``MODEL.META_ARCHITECTURE`` names it registers; ``methods``
-    are its entries of the comparison harness (:class:`segzoo.zoo.Method`)."""
+    are its entries of the comparison harness (:class:`segzoo.zoo.Method`);
+    ``class_agnostic`` are those of its meta-architectures whose outputs are class-agnostic
+    (segment proposals: drawn as one class by the demo)."""
 
     name: str
     add_config: Optional[Callable] = None
     meta_architectures: Sequence[str] = ()
     methods: Sequence = field(default_factory=tuple)
+    class_agnostic: Sequence[str] = ()
 
 
 _LOADED: Dict[str, Plugin] = {}
@@ -73,3 +77,8 @@ def add_plugin_configs(cfg) -> None:
     for plugin in import_plugins().values():
         if plugin.add_config is not None:
             plugin.add_config(cfg)
+
+
+def class_agnostic_architectures() -> set:
+    """The meta-architectures every installed plugin declares class-agnostic."""
+    return {a for plugin in import_plugins().values() for a in plugin.class_agnostic}

@@ -7,6 +7,7 @@ from .datasets import (
     DEFAULT_SHAPES_SPECS,
     ensure_dataset_files,
     register_coco_dataset,
+    register_datasets_from_cfg,
     register_default_shapes,
     register_shapes,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "ensure_dataset_files",
     "generate_shapes",
     "register_coco_dataset",
+    "register_datasets_from_cfg",
     "register_default_shapes",
     "register_shapes",
     "render_image",

@@ -13,6 +13,7 @@ __all__ = [
     "DEFAULT_SHAPES_SPECS",
     "ensure_dataset_files",
     "register_coco_dataset",
+    "register_datasets_from_cfg",
     "register_shapes",
     "register_default_shapes",
 ]
@@ -95,3 +96,29 @@ def register_coco_dataset(name: str, json_file: str, image_root: str) -> None:
             f"dataset '{name}' is already registered with other files; pick another name"
         )
     register_coco_instances(name, {}, json_file, image_root)
+
+
+def register_datasets_from_cfg(cfg, extra=(), check: bool = True) -> None:
+    """Register the COCO-format datasets named in DATASETS.COCO_FORMAT (+ ``extra``), re-register
+    the shapes splits when DATASETS.SHAPES asks for other sizes, and (``check``) make sure every
+    dataset in DATASETS.TRAIN / TEST is registered."""
+    s = cfg.DATASETS.SHAPES
+    if s.ROOT or s.NUM_TRAIN or s.NUM_VAL or s.IMAGE_SIZE or s.SEED:
+        register_default_shapes(root=s.ROOT or None, num_train=s.NUM_TRAIN or None,
+                                num_val=s.NUM_VAL or None, image_size=s.IMAGE_SIZE or None,
+                                seed=s.SEED)
+    for entry in list(cfg.DATASETS.COCO_FORMAT) + list(extra):
+        if len(entry) != 3:
+            raise UserError(
+                f"DATASETS.COCO_FORMAT entries are [name, instances_json, image_root], got {entry}"
+            )
+        register_coco_dataset(*entry)
+    if not check:
+        return
+    known = set(DatasetCatalog.list())
+    for name in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST):
+        if name not in known:
+            raise UserError(
+                f"dataset '{name}' is not registered: register it with "
+                f"--register-coco {name} INSTANCES_JSON IMAGE_DIR (or DATASETS.COCO_FORMAT)"
+            )

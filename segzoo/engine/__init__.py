@@ -1,5 +1,7 @@
 """Training / evaluation glue shared by train_net.py and the tools."""
 from .defaults import EVALUATORS, Trainer, register_datasets_from_cfg, setup_cfg
+from .launch import run_command, run_train_net, train_net_command
 from .results import last_eval_metrics, median_iteration_time
 
-__all__ = ["EVALUATORS", "Trainer", "last_eval_metrics", "median_iteration_time", "register_datasets_from_cfg", "setup_cfg"]
+__all__ = ["EVALUATORS", "Trainer", "last_eval_metrics", "median_iteration_time", "register_datasets_from_cfg",
+           "run_command", "run_train_net", "setup_cfg", "train_net_command"]

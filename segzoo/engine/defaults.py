@@ -3,15 +3,13 @@ built from dataset metadata, datasets registered from the config, and clear erro
 import logging
 import os
 
-import torch
-
 from detectron2.data import DatasetCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import DefaultTrainer, default_setup
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
 
 from .._compat import detectron2_has_ops
-from ..config import load_config
-from ..data import CheckedDatasetMapper, build_train_mapper, ensure_dataset_files, register_coco_dataset, register_default_shapes
+from ..config import runtime_config
+from ..data import CheckedDatasetMapper, build_train_mapper, ensure_dataset_files, register_datasets_from_cfg
 from ..errors import UserError
 from .optim import build_optimizer
 
@@ -32,30 +30,6 @@ def _coco_evaluator(cfg, dataset_name, output_dir):
 
 # name -> fn(cfg, dataset_name, output_dir) -> DatasetEvaluator. Plugins add theirs.
 EVALUATORS = {"coco": _coco_evaluator}
-
-
-def register_datasets_from_cfg(cfg, extra=()):
-    """Register the COCO-format datasets named in DATASETS.COCO_FORMAT (+ ``extra``), re-register
-    the shapes splits when DATASETS.SHAPES asks for other sizes, and check every dataset the
-    config uses exists."""
-    s = cfg.DATASETS.SHAPES
-    if s.ROOT or s.NUM_TRAIN or s.NUM_VAL or s.IMAGE_SIZE or s.SEED:
-        register_default_shapes(root=s.ROOT or None, num_train=s.NUM_TRAIN or None,
-                                num_val=s.NUM_VAL or None, image_size=s.IMAGE_SIZE or None,
-                                seed=s.SEED)
-    for entry in list(cfg.DATASETS.COCO_FORMAT) + list(extra):
-        if len(entry) != 3:
-            raise UserError(
-                f"DATASETS.COCO_FORMAT entries are [name, instances_json, image_root], got {entry}"
-            )
-        register_coco_dataset(*entry)
-    known = set(DatasetCatalog.list())
-    for name in list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST):
-        if name not in known:
-            raise UserError(
-                f"dataset '{name}' is not registered: register it with "
-                f"--register-coco {name} INSTANCES_JSON IMAGE_DIR (or DATASETS.COCO_FORMAT)"
-            )
 
 
 class Trainer(DefaultTrainer):
@@ -101,13 +75,9 @@ class _HideUserErrorTracebacks(logging.Filter):
 
 
 def setup_cfg(args):
-    """Load the config (all plugin keys known), register datasets, freeze, default_setup."""
-    cfg = load_config(args.config_file, args.opts)
-    register_datasets_from_cfg(cfg, getattr(args, "register_coco", None) or ())
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        logger.warning("MODEL.DEVICE=%s but no CUDA device is visible: running on the CPU", cfg.MODEL.DEVICE)
-        cfg.MODEL.DEVICE = "cpu"
-    cfg.freeze()
+    """:func:`segzoo.config.runtime_config` of the command line, frozen, then default_setup."""
+    cfg = runtime_config(args.config_file, args.opts, register_coco=getattr(args, "register_coco", None) or (),
+                         freeze=True)
     default_setup(cfg, args)
     logging.getLogger("detectron2.engine.train_loop").addFilter(_HideUserErrorTracebacks())
     return cfg

@@ -6,7 +6,7 @@ from typing import Dict, List, Sequence
 
 import torch
 
-from ..benchmark import build_model_from
+from ..benchmark import build_model_from, random_inputs
 from .measure import inference_stats, run_isolated, train_stats
 from .methods import Harness, Method, detections_opts, harness_opts, methods
 
@@ -38,14 +38,12 @@ def method_opts(m: Method, h: Harness, workdir: str) -> List[str]:
 
 def _inference(config, opts, by_n: Dict[int, List[str]], size, repeats, device, threads) -> List[Dict]:
     torch.set_num_threads(threads)
-    g = torch.Generator().manual_seed(0)
-    image = (torch.rand(3, size, size, generator=g) * 255).to(device)
+    inputs = random_inputs(size, device)
     rows = []
     for i, n in enumerate(sorted(by_n, reverse=True)):  # the largest first: its memory peak is cold
         torch.manual_seed(0)
         model, _ = build_model_from(config, [*opts, *by_n[n]])
-        x = {"image": image, "height": size, "width": size}
-        stats = inference_stats(model, [x], device, repeats=repeats)
+        stats = inference_stats(model, inputs, device, repeats=repeats)
         if i:
             stats["inference_peak_mb"] = None
         rows.append({"instances_requested": n, **stats})
@@ -56,13 +54,11 @@ def _training(config, opts, iters, batch, device, threads, seed=0) -> Dict:
     from detectron2.data import DatasetCatalog
 
     from ..data import build_train_mapper
-    from ..engine import register_datasets_from_cfg
     from ..engine.optim import build_optimizer
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    model, cfg = build_model_from(config, opts)
-    register_datasets_from_cfg(cfg)
+    model, cfg = build_model_from(config, opts)  # registers the config's datasets
     mapper = build_train_mapper(cfg)
     dicts = DatasetCatalog.get(cfg.DATASETS.TRAIN[0])
     batches = []

@@ -22,7 +22,7 @@ COMPARE_HELP = """Model-zoo comparison: train and evaluate every method on the s
 and input size, then write a Markdown table, a JSON table and a plot of mask AP against latency.
 
     python -m segzoo.zoo                                  # synthetic shapes, slim R-18, 256 px
-    python -m segzoo.zoo --iters 1000 --methods mask_rcnn_ROIAlignV2 blendmask rdsnet
+    python -m segzoo.zoo --iters 1000 --methods METHOD [METHOD ...]   # some of them (listed by --help)
     python -m segzoo.zoo --train mydata_train --test mydata_val \\
         --register-coco mydata_train train.json train_images --register-coco mydata_val val.json val_images
     python -m segzoo.zoo --device cuda --backbone R-50 --size 512 --iters 5000
@@ -40,7 +40,7 @@ BENCH_HELP = """Per-method benchmark on the model-zoo harness: inference latency
 training throughput and peak memory.
 
     python -m segzoo.zoo.cli bench                                   # CPU, every method, shapes harness
-    python -m segzoo.zoo.cli bench --methods mask_rcnn_ROIAlignV2 blendmask rdsnet --instances 10 100
+    python -m segzoo.zoo.cli bench --methods METHOD [METHOD ...] --instances 10 100
     python -m segzoo.zoo.cli bench --device cuda --backbone R-50 --size 800 --batch 2
 
 Untrained weights: the number of instances is forced (score threshold 0, NMS off, at most n per
@@ -59,16 +59,15 @@ def dataset_setup(args):
     """Overrides registering the datasets, and the number of classes of the training set."""
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
-    from ..config import load_config
-    from ..engine import register_datasets_from_cfg
+    from ..config import runtime_config
 
     opts = []
     if args.num_train or args.num_val:
         opts += ["DATASETS.SHAPES.NUM_TRAIN", str(args.num_train), "DATASETS.SHAPES.NUM_VAL", str(args.num_val)]
     if args.register_coco:
         opts += ["DATASETS.COCO_FORMAT", repr([list(e) for e in args.register_coco])]
-    cfg = load_config("", [*opts, "DATASETS.TRAIN", f"('{args.train}',)", "DATASETS.TEST", f"('{args.test}',)"])
-    register_datasets_from_cfg(cfg)
+    runtime_config("", [*opts, "DATASETS.TRAIN", f"('{args.train}',)", "DATASETS.TEST", f"('{args.test}',)"],
+                   device="cpu")  # any device: only the datasets are wanted here
     if not DatasetCatalog.get(args.train):
         raise UserError(f"dataset '{args.train}' is empty")
     classes = MetadataCatalog.get(args.train).get("thing_classes")

@@ -192,7 +192,14 @@ def harness_opts(method: Method, h: Harness) -> List[str]:
     return opts + list(h.extra_opts)
 
 
-def detections_opts(method: Method, n: int) -> List[str]:
-    """Overrides that make ``method`` output exactly ``n`` instances per image whatever its
-    weights (score threshold 0, NMS off, cap n), so latency can be measured against n."""
-    return method.detections(n)
+def detections_opts(method, n: int) -> List[str]:
+    """Overrides that make ``method`` (a :class:`Method` or a declared method's name) output
+    exactly ``n`` instances per image whatever its weights (score threshold 0, NMS off, cap n), so
+    latency can be measured against n: its declared ``detections(n)``, the one source of these
+    overrides for every latency measurement."""
+    if isinstance(method, str):
+        known = methods()
+        if method not in known:
+            raise UserError(f"unknown method {method!r}; known: {list(known)}")
+        method = known[method]
+    return list(method.detections(n))

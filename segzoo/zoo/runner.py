@@ -1,14 +1,14 @@
 """Train, evaluate and measure every method of the comparison on one harness.
 
 Each method runs in ``<output>/<method>``: training is ``python -m segzoo.train_net --resume`` in a
-subprocess (Detectron2 logs progress and ETA; an interrupted run continues from its last
-checkpoint), evaluation is Detectron2's end-of-training EvalHook, and the measurements of the
-trained model are cached in ``zoo_measure.json``. A finished method is reused as it is; a
-folder trained with other settings is refused rather than mixed into the table.
+subprocess (:func:`segzoo.engine.launch.run_train_net`; Detectron2 logs progress and ETA; an
+interrupted run continues from its last checkpoint), evaluation is Detectron2's end-of-training
+EvalHook, and the measurements of the trained model are cached in ``zoo_measure.json``. A finished
+method is reused as it is; a folder trained with other settings is refused rather than mixed into
+the table.
 """
 import json
 import os
-import subprocess
 import sys
 import time
 from typing import Dict, List
@@ -16,6 +16,7 @@ from typing import Dict, List
 import torch
 
 from ..benchmark import build_model_from, write_json
+from ..engine.launch import run_command, run_train_net
 from ..engine.results import last_eval_metrics, median_iteration_time
 from ..errors import UserError
 from .measure import count_parameters, inference_stats, run_isolated
@@ -49,10 +50,7 @@ def measure_trained(config_file, opts, weights, dataset, n, threads) -> Dict:
     """Parameters, inference peak memory and median latency of a trained model on the first
     ``n`` images of ``dataset`` (meant to run in a fresh process: :func:`run_isolated`)."""
     torch.set_num_threads(threads)
-    from ..engine import register_datasets_from_cfg
-
-    model, cfg = build_model_from(config_file, opts, weights)
-    register_datasets_from_cfg(cfg)
+    model, cfg = build_model_from(config_file, opts, weights)  # registers the config's datasets
     inputs = test_inputs(cfg, dataset, n)
     return {"parameters": count_parameters(model), **inference_stats(model, inputs, cfg.MODEL.DEVICE)}
 
@@ -105,12 +103,6 @@ class Zoo:
         else:  # nothing trained yet: (re)write the settings
             write_json(path, settings, indent=1)
 
-    def _run(self, what: str, cmd: List[str]):
-        env = dict(os.environ, **(self.env or {}))
-        r = subprocess.run(cmd, env=env)
-        if r.returncode != 0:
-            raise UserError(f"{what} failed (exit status {r.returncode}): {' '.join(cmd[1:])}")
-
     def export_proposals(self, m: Method):
         parent_dir = self.run_dir(m.parent)
         for dataset in dict.fromkeys([self.h.train, self.h.test]):
@@ -118,11 +110,12 @@ class Zoo:
             if os.path.isfile(out):
                 continue
             self.say(f"[zoo] {m.name}: exporting {m.parent} proposals of {dataset}")
-            self._run(f"{m.name}: proposal export", [
+            run_command([
                 sys.executable, "-m", m.proposals.export_module,
                 "--config-file", os.path.join(parent_dir, "config.yaml"), "--dataset", dataset,
                 "--output", out, "--top-k", str(self.h.proposals), "--resume", "--save-every", "50",
-                "MODEL.WEIGHTS", self.final_weights(m.parent), "MODEL.DEVICE", self.h.device])
+                "MODEL.WEIGHTS", self.final_weights(m.parent), "MODEL.DEVICE", self.h.device],
+                f"{m.name}: proposal export", self.env)
 
     def train(self, m: Method) -> bool:
         """Train and evaluate ``m`` unless done; True when it was reused."""
@@ -134,8 +127,7 @@ class Zoo:
             raise UserError(f"{m.name} needs a trained {m.parent} in {self.run_dir(m.parent)}")
         if m.proposals is not None:
             self.export_proposals(m)
-        self._run(f"{m.name}: training", [sys.executable, "-m", "segzoo.train_net", "--resume",
-                                          "--config-file", m.config_file, *opts])
+        run_train_net(m.config_file, opts, resume=True, what=f"{m.name}: training", env=self.env)
         if not self.is_trained(m.name):
             raise UserError(f"{m.name}: training ended without {self.final_weights(m.name)} and evaluation results")
         return False

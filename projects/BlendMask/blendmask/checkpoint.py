@@ -6,12 +6,17 @@ at ``head.`` (Detectron2's ``DenseDetector`` convention) instead of
 ``proposal_generator.fcos_head.``. :func:`convert_adelaidet_state_dict` renames an
 AdelaiDet BlendMask / FCOS state dict to ours; BlendMask and FCOS models also apply it
 automatically when loading (``MODEL.WEIGHTS: adelaidet_blendmask_R_50_3x.pth`` works).
+:func:`convert_checkpoint_file` (``python -m blendmask.convert IN.pth OUT.pth``, also
+tools/convert_adelaidet_blendmask.py) stores a converted checkpoint.
 """
 import logging
+import os
 from collections import OrderedDict
-from typing import Dict, Mapping
+from typing import Dict, Mapping, Tuple
 
-__all__ = ["convert_adelaidet_state_dict", "is_adelaidet_state_dict", "register_adelaidet_load_hook"]
+__all__ = ["convert_adelaidet_state_dict", "convert_checkpoint_file", "is_adelaidet_state_dict",
+           "register_adelaidet_load_hook"]
+
 
 _PREFIXES = (
     ("proposal_generator.fcos_head.", "head."),
@@ -63,3 +68,22 @@ def register_adelaidet_load_hook(module) -> None:
             state_dict[prefix + k] = v
 
     module._register_load_state_dict_pre_hook(hook)
+
+
+def convert_checkpoint_file(input_path: str, output_path: str) -> Tuple[int, int]:
+    """Write ``output_path``: the AdelaiDet checkpoint ``input_path`` with our key names (as
+    ``{"model": ..., "matching_heuristics": False}``). Returns the key counts before and after;
+    a missing file or one without AdelaiDet FCOS head keys is a :class:`segzoo.errors.UserError`."""
+    import torch
+
+    from segzoo.errors import UserError
+
+    if not os.path.isfile(input_path):
+        raise UserError(f"checkpoint not found: {input_path}")
+    ckpt = torch.load(input_path, map_location="cpu", weights_only=False)
+    state = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or not is_adelaidet_state_dict(state):
+        raise UserError(f"{input_path} has no AdelaiDet FCOS head keys (proposal_generator.fcos_head.*)")
+    converted = convert_adelaidet_state_dict(state)
+    torch.save({"model": converted, "matching_heuristics": False}, output_path)
+    return len(state), len(converted)

@@ -24,19 +24,14 @@ import numpy as np
 import torch
 
 import segzoo  # noqa: F401  (first: makes Detectron2 importable without its compiled ops)
-from segzoo.plugins import import_plugins
-
-import_plugins()  # a config may name any plugin's modules
-
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.data import DatasetCatalog, build_detection_test_loader  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 from detectron2.structures import BoxMode  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
-from segzoo.config import load_config  # noqa: E402
+from segzoo.config import runtime_config  # noqa: E402
 from segzoo.data import CheckedDatasetMapper  # noqa: E402
-from segzoo.engine import register_datasets_from_cfg  # noqa: E402
 from segzoo.errors import UserError  # noqa: E402
 
 logger = logging.getLogger("sharpmask.export")
@@ -108,12 +103,9 @@ def main(argv=None):
     setup_logger(name="sharpmask.export")
     setup_logger(name="fvcore")
     try:
-        cfg = load_config(args.config_file, args.opts)
-        register_datasets_from_cfg(cfg, extra=())
+        cfg = runtime_config(args.config_file, args.opts)  # every plugin's models, the config's datasets
         if args.dataset not in DatasetCatalog.list():
             raise UserError(f"dataset '{args.dataset}' is not registered")
-        if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-            cfg.MODEL.DEVICE = "cpu"
         export(cfg, args.dataset, args.output, args.top_k or cfg.MODEL.SHARPMASK.TEST.TOP_N, args.resume,
                args.save_every)
     except UserError as e:

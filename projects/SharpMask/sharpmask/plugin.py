@@ -25,6 +25,7 @@ PLUGIN = Plugin(
     name="sharpmask",
     add_config=add_sharpmask_config,
     meta_architectures=("SharpMask", "SharpMaskRCNN"),
+    class_agnostic=("SharpMask",),  # DeepMask / SharpMask segment proposals
     methods=(
         Method("deepmask", "DeepMask (ours)", "SharpMask/shapes_deepmask_R_18.yaml", kind="proposals",
                detections=sharpmask_detections),
