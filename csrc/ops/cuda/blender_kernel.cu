@@ -37,7 +37,7 @@ __global__ void blender_forward_kernel(
     int W,
     int mh,
     int mw,
-    int64_t interp,
+    Interp interp,
     scalar_t* __restrict__ out) {
   extern __shared__ unsigned char smem_raw[];
   const int64_t n = blockIdx.x;
@@ -91,7 +91,7 @@ __global__ void blender_backward_kernel(
     int W,
     int mh,
     int mw,
-    int64_t interp,
+    Interp interp,
     scalar_t* __restrict__ grad_crops,
     acc_t* __restrict__ grad_attn_acc) {
   extern __shared__ unsigned char smem_raw[];
@@ -135,41 +135,38 @@ __global__ void blender_backward_kernel(
   }
 }
 
-at::Tensor forward_cuda(const at::Tensor& crops, const at::Tensor& attentions, int64_t interp) {
-  TORCH_CHECK(crops.is_cuda(), "blender: crops must be a CUDA tensor");
-  TORCH_CHECK(attentions.is_cuda(), "blender: attentions must be a CUDA tensor");
+// One block per instance: the grid's x dimension bounds the instance count.
+void check_launch(const Sizes& sz) {
   TORCH_CHECK(
-      crops.device() == attentions.device(), "blender: crops and attentions are on different devices");
-  check_inputs(crops, attentions, interp);
+      sz.N <= 2147483647LL, "segzoo::blender: at most 2^31 - 1 instances per call on CUDA, got ",
+      sz.N);
+}
+
+at::Tensor forward_cuda(
+    const at::Tensor& crops,
+    const at::Tensor& attentions,
+    c10::string_view interp_name) {
+  const Interp interp = parse_interp(interp_name);
+  const Sizes sz = check_forward(c10::kCUDA, crops, attentions);
   c10::cuda::CUDAGuard guard(crops.device());
-  const int64_t N = crops.size(0);
-  const int K = static_cast<int>(crops.size(1));
-  const int H = static_cast<int>(crops.size(2));
-  const int W = static_cast<int>(crops.size(3));
-  const int mh = static_cast<int>(attentions.size(2));
-  const int mw = static_cast<int>(attentions.size(3));
-  at::Tensor output = at::empty({N, H, W}, crops.options());
-  if (N == 0) return output;
-  TORCH_CHECK(N <= 2147483647LL, "blender: too many instances for one launch");
+  at::Tensor output = at::empty({sz.N, sz.H, sz.W}, crops.options());
+  if (sz.N == 0) return output;
+  check_launch(sz);
 
   at::Tensor crops_c = crops.contiguous();
   at::Tensor attn_c = attentions.contiguous();
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const unsigned int blocks = static_cast<unsigned int>(sz.N);
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, crops.scalar_type(), "blender_forward_cuda", [&] {
         using acc_t = at::opmath_type<scalar_t>;
-        const size_t smem = sizeof(acc_t) * static_cast<size_t>(K) * mh * mw;
-        if (smem <= kMaxShared) {
-          blender_forward_kernel<scalar_t, acc_t, true>
-              <<<static_cast<unsigned int>(N), kThreads, smem, stream>>>(
-                  crops_c.data_ptr<scalar_t>(), attn_c.data_ptr<scalar_t>(), K, H, W, mh, mw,
-                  interp, output.data_ptr<scalar_t>());
-        } else {
-          blender_forward_kernel<scalar_t, acc_t, false>
-              <<<static_cast<unsigned int>(N), kThreads, 0, stream>>>(
-                  crops_c.data_ptr<scalar_t>(), attn_c.data_ptr<scalar_t>(), K, H, W, mh, mw,
-                  interp, output.data_ptr<scalar_t>());
-        }
+        const size_t smem = sizeof(acc_t) * static_cast<size_t>(sz.attn_size());
+        const bool shared = smem <= kMaxShared;
+        auto kernel = shared ? blender_forward_kernel<scalar_t, acc_t, true>
+                             : blender_forward_kernel<scalar_t, acc_t, false>;
+        kernel<<<blocks, kThreads, shared ? smem : 0, stream>>>(
+            crops_c.data_ptr<scalar_t>(), attn_c.data_ptr<scalar_t>(), sz.K, sz.H, sz.W, sz.mh,
+            sz.mw, interp, output.data_ptr<scalar_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
   return output;
@@ -179,52 +176,37 @@ std::tuple<at::Tensor, at::Tensor> backward_cuda(
     const at::Tensor& grad,
     const at::Tensor& crops,
     const at::Tensor& attentions,
-    int64_t interp) {
-  TORCH_CHECK(grad.is_cuda(), "blender backward: grad must be a CUDA tensor");
-  TORCH_CHECK(crops.is_cuda() && attentions.is_cuda(), "blender backward: inputs must be CUDA tensors");
-  check_inputs(crops, attentions, interp);
+    c10::string_view interp_name) {
+  const Interp interp = parse_interp(interp_name);
+  const Sizes sz = check_backward(c10::kCUDA, grad, crops, attentions);
   c10::cuda::CUDAGuard guard(crops.device());
-  const int64_t N = crops.size(0);
-  const int K = static_cast<int>(crops.size(1));
-  const int H = static_cast<int>(crops.size(2));
-  const int W = static_cast<int>(crops.size(3));
-  const int mh = static_cast<int>(attentions.size(2));
-  const int mw = static_cast<int>(attentions.size(3));
-  TORCH_CHECK(
-      grad.dim() == 3 && grad.size(0) == N && grad.size(1) == H && grad.size(2) == W,
-      "blender backward: grad must be (N, H, W) = (", N, ", ", H, ", ", W, "), got ",
-      grad.sizes());
   at::Tensor grad_crops = at::empty_like(crops, at::MemoryFormat::Contiguous);
-  if (N == 0) {
+  if (sz.N == 0) {
     return std::make_tuple(grad_crops, at::empty_like(attentions, at::MemoryFormat::Contiguous));
   }
+  check_launch(sz);
 
   at::Tensor grad_c = grad.to(crops.scalar_type()).contiguous();
   at::Tensor crops_c = crops.contiguous();
   at::Tensor attn_c = attentions.contiguous();
   at::Tensor grad_attn;
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const unsigned int blocks = static_cast<unsigned int>(sz.N);
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, crops.scalar_type(), "blender_backward_cuda", [&] {
         using acc_t = at::opmath_type<scalar_t>;
-        const auto acc_dtype = c10::CppTypeToScalarType<acc_t>::value;
-        const size_t smem = 2 * sizeof(acc_t) * static_cast<size_t>(K) * mh * mw;
-        at::Tensor acc;
-        if (smem <= kMaxShared) {
-          acc = at::empty(attentions.sizes(), attentions.options().dtype(acc_dtype));
-          blender_backward_kernel<scalar_t, acc_t, true>
-              <<<static_cast<unsigned int>(N), kThreads, smem, stream>>>(
-                  grad_c.data_ptr<scalar_t>(), crops_c.data_ptr<scalar_t>(),
-                  attn_c.data_ptr<scalar_t>(), K, H, W, mh, mw, interp,
-                  grad_crops.data_ptr<scalar_t>(), acc.data_ptr<acc_t>());
-        } else {
-          acc = at::zeros(attentions.sizes(), attentions.options().dtype(acc_dtype));
-          blender_backward_kernel<scalar_t, acc_t, false>
-              <<<static_cast<unsigned int>(N), kThreads, 0, stream>>>(
-                  grad_c.data_ptr<scalar_t>(), crops_c.data_ptr<scalar_t>(),
-                  attn_c.data_ptr<scalar_t>(), K, H, W, mh, mw, interp,
-                  grad_crops.data_ptr<scalar_t>(), acc.data_ptr<acc_t>());
-        }
+        const auto acc_options = attentions.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
+        const size_t smem = 2 * sizeof(acc_t) * static_cast<size_t>(sz.attn_size());
+        const bool shared = smem <= kMaxShared;
+        // the shared variant writes every element; the global one accumulates in place
+        at::Tensor acc = shared ? at::empty(attentions.sizes(), acc_options)
+                                : at::zeros(attentions.sizes(), acc_options);
+        auto kernel = shared ? blender_backward_kernel<scalar_t, acc_t, true>
+                             : blender_backward_kernel<scalar_t, acc_t, false>;
+        kernel<<<blocks, kThreads, shared ? smem : 0, stream>>>(
+            grad_c.data_ptr<scalar_t>(), crops_c.data_ptr<scalar_t>(), attn_c.data_ptr<scalar_t>(),
+            sz.K, sz.H, sz.W, sz.mh, sz.mw, interp, grad_crops.data_ptr<scalar_t>(),
+            acc.data_ptr<acc_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
         grad_attn = acc.to(attentions.scalar_type());
       });
