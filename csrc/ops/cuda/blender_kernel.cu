@@ -7,7 +7,8 @@
 // PyTorch composition are never written to global memory. Backward
 // accumulates the attention gradient in shared memory too (shared atomics),
 // then writes it once. Grids too large for shared memory fall back to
-// global-memory reads / atomics with the same per-pixel code.
+// global-memory reads / atomics: the same kernels, instantiated for
+// Staging::kGlobal, run the same pixel loop.
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/Atomic.cuh>
@@ -15,6 +16,8 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
+
+#include <type_traits>
 
 #include "../blender_common.h"
 
@@ -28,7 +31,42 @@ using namespace blend;
 constexpr int kThreads = 256;
 constexpr size_t kMaxShared = 48 * 1024;
 
-template <typename scalar_t, typename acc_t, bool kShared>
+// Where a block reads its instance's attentions from (and, in backward, where
+// it accumulates their gradient).
+enum class Staging {
+  kShared,  // staged in shared memory in acc_t (small grids: the common case)
+  kGlobal,  // read in place from global memory; gradient by global atomics
+};
+
+// Element type of the attentions as the pixel loop reads them.
+template <Staging staging, typename scalar_t, typename acc_t>
+using attn_elem_t = std::conditional_t<staging == Staging::kShared, acc_t, scalar_t>;
+
+// The pixel loop of both kernels: the block's threads stride over the H x W
+// output pixels of one instance; f(p, ty, tx) gets the flat pixel index and
+// its interpolation taps on the mh x mw attention grid.
+template <typename acc_t, typename F>
+__device__ inline void for_each_pixel(int H, int W, int mh, int mw, Interp interp, const F& f) {
+  const int64_t plane = static_cast<int64_t>(H) * W;
+  for (int64_t p = threadIdx.x; p < plane; p += blockDim.x) {
+    const int y = static_cast<int>(p / W);
+    const int x = static_cast<int>(p % W);
+    const Tap<acc_t> ty = axis_tap<acc_t>(y, H, mh, interp);
+    const Tap<acc_t> tx = axis_tap<acc_t>(x, W, mw, interp);
+    f(p, ty, tx);
+  }
+}
+
+// Copies the instance's attentions to shared memory in acc_t (no barrier).
+template <typename scalar_t, typename acc_t>
+__device__ inline void stage_attentions(const scalar_t* attn_n, int attn_size, acc_t* s_attn) {
+  for (int i = threadIdx.x; i < attn_size; i += blockDim.x) {
+    s_attn[i] = static_cast<acc_t>(attn_n[i]);
+  }
+}
+
+// One block per instance.
+template <typename scalar_t, typename acc_t, Staging staging>
 __global__ void blender_forward_kernel(
     const scalar_t* __restrict__ crops,
     const scalar_t* __restrict__ attn,
@@ -46,30 +84,21 @@ __global__ void blender_forward_kernel(
   const scalar_t* attn_n = attn + n * attn_size;
   const scalar_t* crop_n = crops + n * K * plane;
   scalar_t* out_n = out + n * plane;
-  if (kShared) {
+
+  const attn_elem_t<staging, scalar_t, acc_t>* a;
+  if constexpr (staging == Staging::kShared) {
     acc_t* s_attn = reinterpret_cast<acc_t*>(smem_raw);
-    for (int i = threadIdx.x; i < attn_size; i += blockDim.x) {
-      s_attn[i] = static_cast<acc_t>(attn_n[i]);
-    }
+    stage_attentions(attn_n, attn_size, s_attn);
     __syncthreads();
-    for (int64_t p = threadIdx.x; p < plane; p += blockDim.x) {
-      const int y = static_cast<int>(p / W);
-      const int x = static_cast<int>(p % W);
-      const Tap<acc_t> ty = axis_tap<acc_t>(y, H, mh, interp);
-      const Tap<acc_t> tx = axis_tap<acc_t>(x, W, mw, interp);
-      out_n[p] = static_cast<scalar_t>(
-          blend_pixel<scalar_t, acc_t>(crop_n + p, plane, s_attn, mh, mw, K, ty, tx));
-    }
+    a = s_attn;
   } else {
-    for (int64_t p = threadIdx.x; p < plane; p += blockDim.x) {
-      const int y = static_cast<int>(p / W);
-      const int x = static_cast<int>(p % W);
-      const Tap<acc_t> ty = axis_tap<acc_t>(y, H, mh, interp);
-      const Tap<acc_t> tx = axis_tap<acc_t>(x, W, mw, interp);
-      out_n[p] = static_cast<scalar_t>(
-          blend_pixel<scalar_t, acc_t>(crop_n + p, plane, attn_n, mh, mw, K, ty, tx));
-    }
+    a = attn_n;
   }
+  for_each_pixel<acc_t>(
+      H, W, mh, mw, interp, [&](int64_t p, const Tap<acc_t>& ty, const Tap<acc_t>& tx) {
+        out_n[p] = static_cast<scalar_t>(
+            blend_pixel<scalar_t, acc_t>(crop_n + p, plane, a, mh, mw, K, ty, tx));
+      });
 }
 
 struct AtomicAdd {
@@ -79,9 +108,10 @@ struct AtomicAdd {
   }
 };
 
-// grad_attn_acc: (N, K, mh, mw) in acc_t, zero-initialised (used directly in
-// the global-memory variant; written once per block in the shared variant).
-template <typename scalar_t, typename acc_t, bool kShared>
+// One block per instance. grad_attn_acc: (N, K, mh, mw) in acc_t; zero-
+// initialised by the caller for Staging::kGlobal (accumulated in place), any
+// content for Staging::kShared (accumulated in shared memory, written once).
+template <typename scalar_t, typename acc_t, Staging staging>
 __global__ void blender_backward_kernel(
     const scalar_t* __restrict__ grad,
     const scalar_t* __restrict__ crops,
@@ -103,35 +133,30 @@ __global__ void blender_backward_kernel(
   const scalar_t* g_n = grad + n * plane;
   scalar_t* gc_n = grad_crops + n * K * plane;
   acc_t* ga_n = grad_attn_acc + n * attn_size;
-  if (kShared) {
+
+  const attn_elem_t<staging, scalar_t, acc_t>* a;
+  acc_t* ga;
+  if constexpr (staging == Staging::kShared) {
     acc_t* s_attn = reinterpret_cast<acc_t*>(smem_raw);
     acc_t* s_grad = s_attn + attn_size;
-    for (int i = threadIdx.x; i < attn_size; i += blockDim.x) {
-      s_attn[i] = static_cast<acc_t>(attn_n[i]);
-      s_grad[i] = acc_t(0);
-    }
+    stage_attentions(attn_n, attn_size, s_attn);
+    for (int i = threadIdx.x; i < attn_size; i += blockDim.x) s_grad[i] = acc_t(0);
     __syncthreads();
-    for (int64_t p = threadIdx.x; p < plane; p += blockDim.x) {
-      const int y = static_cast<int>(p / W);
-      const int x = static_cast<int>(p % W);
-      const Tap<acc_t> ty = axis_tap<acc_t>(y, H, mh, interp);
-      const Tap<acc_t> tx = axis_tap<acc_t>(x, W, mw, interp);
-      blend_pixel_backward<scalar_t, acc_t>(
-          static_cast<acc_t>(g_n[p]), crop_n + p, plane, s_attn, mh, mw, K, ty, tx, gc_n + p,
-          s_grad, AtomicAdd());
-    }
-    __syncthreads();
-    for (int i = threadIdx.x; i < attn_size; i += blockDim.x) ga_n[i] = s_grad[i];
+    a = s_attn;
+    ga = s_grad;
   } else {
-    for (int64_t p = threadIdx.x; p < plane; p += blockDim.x) {
-      const int y = static_cast<int>(p / W);
-      const int x = static_cast<int>(p % W);
-      const Tap<acc_t> ty = axis_tap<acc_t>(y, H, mh, interp);
-      const Tap<acc_t> tx = axis_tap<acc_t>(x, W, mw, interp);
-      blend_pixel_backward<scalar_t, acc_t>(
-          static_cast<acc_t>(g_n[p]), crop_n + p, plane, attn_n, mh, mw, K, ty, tx, gc_n + p,
-          ga_n, AtomicAdd());
-    }
+    a = attn_n;
+    ga = ga_n;
+  }
+  for_each_pixel<acc_t>(
+      H, W, mh, mw, interp, [&](int64_t p, const Tap<acc_t>& ty, const Tap<acc_t>& tx) {
+        blend_pixel_backward<scalar_t, acc_t>(
+            static_cast<acc_t>(g_n[p]), crop_n + p, plane, a, mh, mw, K, ty, tx, gc_n + p, ga,
+            AtomicAdd());
+      });
+  if constexpr (staging == Staging::kShared) {
+    __syncthreads();
+    for (int i = threadIdx.x; i < attn_size; i += blockDim.x) ga_n[i] = ga[i];
   }
 }
 
@@ -162,8 +187,8 @@ at::Tensor forward_cuda(
         using acc_t = at::opmath_type<scalar_t>;
         const size_t smem = sizeof(acc_t) * static_cast<size_t>(sz.attn_size());
         const bool shared = smem <= kMaxShared;
-        auto kernel = shared ? blender_forward_kernel<scalar_t, acc_t, true>
-                             : blender_forward_kernel<scalar_t, acc_t, false>;
+        auto kernel = shared ? blender_forward_kernel<scalar_t, acc_t, Staging::kShared>
+                             : blender_forward_kernel<scalar_t, acc_t, Staging::kGlobal>;
         kernel<<<blocks, kThreads, shared ? smem : 0, stream>>>(
             crops_c.data_ptr<scalar_t>(), attn_c.data_ptr<scalar_t>(), sz.K, sz.H, sz.W, sz.mh,
             sz.mw, interp, output.data_ptr<scalar_t>());
@@ -201,8 +226,8 @@ std::tuple<at::Tensor, at::Tensor> backward_cuda(
         // the shared variant writes every element; the global one accumulates in place
         at::Tensor acc = shared ? at::empty(attentions.sizes(), acc_options)
                                 : at::zeros(attentions.sizes(), acc_options);
-        auto kernel = shared ? blender_backward_kernel<scalar_t, acc_t, true>
-                             : blender_backward_kernel<scalar_t, acc_t, false>;
+        auto kernel = shared ? blender_backward_kernel<scalar_t, acc_t, Staging::kShared>
+                             : blender_backward_kernel<scalar_t, acc_t, Staging::kGlobal>;
         kernel<<<blocks, kThreads, shared ? smem : 0, stream>>>(
             grad_c.data_ptr<scalar_t>(), crops_c.data_ptr<scalar_t>(), attn_c.data_ptr<scalar_t>(),
             sz.K, sz.H, sz.W, sz.mh, sz.mw, interp, grad_crops.data_ptr<scalar_t>(),
