@@ -11,7 +11,7 @@ namespace ops {
 at::Tensor blender(
     const at::Tensor& crops,
     const at::Tensor& attentions,
-    int64_t interp) {
+    c10::string_view interp) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("segzoo::blender", "")
                        .typed<decltype(blender)>();
@@ -22,7 +22,7 @@ std::tuple<at::Tensor, at::Tensor> _blender_backward(
     const at::Tensor& grad,
     const at::Tensor& crops,
     const at::Tensor& attentions,
-    int64_t interp) {
+    c10::string_view interp) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("segzoo::_blender_backward", "")
                        .typed<decltype(_blender_backward)>();
@@ -31,10 +31,10 @@ std::tuple<at::Tensor, at::Tensor> _blender_backward(
 
 TORCH_LIBRARY_FRAGMENT(segzoo, m) {
   m.def(TORCH_SELECTIVE_SCHEMA(
-      "segzoo::blender(Tensor crops, Tensor attentions, int interp) -> Tensor"));
+      "segzoo::blender(Tensor crops, Tensor attentions, str interp) -> Tensor"));
   m.def(TORCH_SELECTIVE_SCHEMA(
       "segzoo::_blender_backward(Tensor grad, Tensor crops, Tensor attentions, "
-      "int interp) -> (Tensor, Tensor)"));
+      "str interp) -> (Tensor, Tensor)"));
 }
 
 }  // namespace ops

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <c10/util/string_view.h>
 #include <tuple>
 
 namespace segzoo {
@@ -9,7 +10,8 @@ namespace ops {
 // BlendMask's blender, fused.
 //   crops:      (N, K, H, W)   bases cropped by each instance's box (RoIAlign)
 //   attentions: (N, K, Mh, Mw) the instance's attention maps
-//   interp:     blend::Interp (0 = bilinear, align_corners=False; 1 = nearest)
+//   interp:     "bilinear" (align_corners=False) or "nearest"; any other
+//               value is rejected with a ValueError
 // Returns (N, H, W):
 //   K > 1: mask logits  sum_k crops_k * softmax_k(up(attentions))_k
 //   K = 1: mask probabilities  sigmoid(crops) * sigmoid(up(attentions))
@@ -18,14 +20,14 @@ namespace ops {
 at::Tensor blender(
     const at::Tensor& crops,
     const at::Tensor& attentions,
-    int64_t interp);
+    c10::string_view interp);
 
 // Returns (grad_crops, grad_attentions).
 std::tuple<at::Tensor, at::Tensor> _blender_backward(
     const at::Tensor& grad,
     const at::Tensor& crops,
     const at::Tensor& attentions,
-    int64_t interp);
+    c10::string_view interp);
 
 }  // namespace ops
 }  // namespace segzoo

@@ -1,5 +1,6 @@
-// Interpolation taps and input checks of the fused blender (CPU and CUDA), and
-// the per-pixel forward / backward used by the CUDA kernels.
+// Interpolation taps of the fused blender (CPU and CUDA), the per-pixel
+// forward / backward used by the CUDA kernels, and the sizes and checks shared
+// by the host wrappers of both backends.
 //
 // Output pixel (y, x) of instance n reads the K crop values at (y, x) and the
 // K attention values interpolated at (y, x) from the Mh x Mw attention grid
@@ -9,6 +10,8 @@
 
 #include <ATen/ATen.h>
 #include <c10/macros/Macros.h>
+#include <c10/util/Exception.h>
+#include <c10/util/string_view.h>
 #include <math.h>
 #include <cmath>
 
@@ -16,14 +19,18 @@ namespace segzoo {
 namespace ops {
 namespace blend {
 
-// Keep in sync with segzoo/ops/blender.py (BLENDER_INTERP).
-enum Interp : int64_t {
-  kBilinear = 0,
-  kNearest = 1,
+// The op's `str interp` argument, parsed once per call by parse_interp().
+enum Interp {
+  kBilinear,  // "bilinear": upsample_bilinear2d, align_corners=False
+  kNearest,   // "nearest":  upsample_nearest2d
 };
 
-inline bool interp_is_valid(int64_t interp) {
-  return interp == kBilinear || interp == kNearest;
+inline Interp parse_interp(c10::string_view name) {
+  if (name == "bilinear") return kBilinear;
+  if (name == "nearest") return kNearest;
+  C10_THROW_ERROR(
+      ValueError,
+      c10::str("segzoo::blender: unknown interp '", name, "' (expected 'bilinear' or 'nearest')"));
 }
 
 template <typename acc_t>
@@ -34,7 +41,7 @@ struct Tap {
 
 // Source taps of output index `dst` along one axis (in_size -> out_size).
 template <typename acc_t>
-C10_HOST_DEVICE inline Tap<acc_t> axis_tap(int dst, int out_size, int in_size, int64_t interp) {
+C10_HOST_DEVICE inline Tap<acc_t> axis_tap(int dst, int out_size, int in_size, Interp interp) {
   Tap<acc_t> t;
   if (interp == kNearest) {
     // torch nearest_idx: identity, exact x2, else floor(dst * (in / out)) in float
@@ -189,26 +196,89 @@ C10_HOST_DEVICE inline void blend_pixel_backward(
   }
 }
 
-// Shape / dtype checks shared by both backends.
-inline void check_inputs(const at::Tensor& crops, const at::Tensor& attentions, int64_t interp) {
-  TORCH_CHECK(crops.dim() == 4, "blender: crops must be (N, K, H, W), got ", crops.sizes());
+// ---------------------------------------------------------------------------
+// Host side: sizes of one call and the checks of the CPU and CUDA wrappers.
+
+// Sizes of one call: crops (N, K, H, W), attentions (N, K, mh, mw).
+struct Sizes {
+  int64_t N;
+  int K;
+  int H;
+  int W;
+  int mh;
+  int mw;
+
+  int64_t plane() const {  // output pixels per instance
+    return static_cast<int64_t>(H) * W;
+  }
+  int64_t attn_size() const {  // attention values per instance
+    return static_cast<int64_t>(K) * mh * mw;
+  }
+};
+
+namespace detail {
+
+inline void check_device(c10::DeviceType backend, const char* name, const at::Tensor& t) {
   TORCH_CHECK(
-      attentions.dim() == 4, "blender: attentions must be (N, K, Mh, Mw), got ",
+      t.device().type() == backend, "segzoo::blender: ", name, " must be a ", backend,
+      " tensor, got one on ", t.device());
+}
+
+}  // namespace detail
+
+// Checks of segzoo::blender (CPU and CUDA wrappers).
+inline Sizes check_forward(
+    c10::DeviceType backend,
+    const at::Tensor& crops,
+    const at::Tensor& attentions) {
+  detail::check_device(backend, "crops", crops);
+  detail::check_device(backend, "attentions", attentions);
+  TORCH_CHECK(
+      crops.device() == attentions.device(), "segzoo::blender: crops (", crops.device(),
+      ") and attentions (", attentions.device(), ") must be on the same device");
+  TORCH_CHECK(
+      crops.dim() == 4, "segzoo::blender: crops must be (N, K, H, W), got ", crops.sizes());
+  TORCH_CHECK(
+      attentions.dim() == 4, "segzoo::blender: attentions must be (N, K, Mh, Mw), got ",
       attentions.sizes());
   TORCH_CHECK(
       crops.size(0) == attentions.size(0) && crops.size(1) == attentions.size(1),
-      "blender: crops ", crops.sizes(), " and attentions ", attentions.sizes(),
-      " must agree in N and K");
-  TORCH_CHECK(crops.size(1) >= 1, "blender: K must be >= 1");
+      "segzoo::blender: crops ", crops.sizes(), " and attentions ", attentions.sizes(),
+      " must agree in N (instances) and K (bases)");
   TORCH_CHECK(
-      crops.size(2) >= 1 && crops.size(3) >= 1 && attentions.size(2) >= 1 &&
-          attentions.size(3) >= 1,
-      "blender: spatial sizes must be >= 1");
+      crops.size(1) >= 1 && crops.size(2) >= 1 && crops.size(3) >= 1 &&
+          attentions.size(2) >= 1 && attentions.size(3) >= 1,
+      "segzoo::blender: K and spatial sizes must be >= 1, got crops ", crops.sizes(),
+      ", attentions ", attentions.sizes());
   TORCH_CHECK(
-      crops.scalar_type() == attentions.scalar_type(), "blender: crops (",
+      crops.scalar_type() == attentions.scalar_type(), "segzoo::blender: crops (",
       crops.scalar_type(), ") and attentions (", attentions.scalar_type(),
       ") must have the same dtype");
-  TORCH_CHECK(interp_is_valid(interp), "blender: unknown interp ", interp);
+  return Sizes{
+      crops.size(0),
+      static_cast<int>(crops.size(1)),
+      static_cast<int>(crops.size(2)),
+      static_cast<int>(crops.size(3)),
+      static_cast<int>(attentions.size(2)),
+      static_cast<int>(attentions.size(3))};
+}
+
+// Checks of segzoo::_blender_backward (CPU and CUDA wrappers): those of the
+// forward, and grad must be (N, H, W) on the same device.
+inline Sizes check_backward(
+    c10::DeviceType backend,
+    const at::Tensor& grad,
+    const at::Tensor& crops,
+    const at::Tensor& attentions) {
+  const Sizes s = check_forward(backend, crops, attentions);
+  TORCH_CHECK(
+      grad.device() == crops.device(), "segzoo::blender backward: grad (", grad.device(),
+      ") must be on the device of crops (", crops.device(), ")");
+  TORCH_CHECK(
+      grad.dim() == 3 && grad.size(0) == s.N && grad.size(1) == s.H && grad.size(2) == s.W,
+      "segzoo::blender backward: grad must be (N, H, W) = (", s.N, ", ", s.H, ", ", s.W,
+      "), got ", grad.sizes());
+  return s;
 }
 
 }  // namespace blend

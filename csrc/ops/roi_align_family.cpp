@@ -16,7 +16,7 @@ std::tuple<at::Tensor, at::Tensor> roi_align_family(
     int64_t pooled_width,
     int64_t sampling_ratio,
     bool aligned,
-    int64_t mode) {
+    c10::string_view mode) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("segzoo::roi_align_family", "")
                        .typed<decltype(roi_align_family)>();
@@ -38,7 +38,7 @@ at::Tensor _roi_align_family_backward(
     int64_t width,
     int64_t sampling_ratio,
     bool aligned,
-    int64_t mode) {
+    c10::string_view mode) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("segzoo::_roi_align_family_backward", "")
                        .typed<decltype(_roi_align_family_backward)>();
@@ -51,12 +51,12 @@ TORCH_LIBRARY_FRAGMENT(segzoo, m) {
   m.def(TORCH_SELECTIVE_SCHEMA(
       "segzoo::roi_align_family(Tensor input, Tensor rois, float spatial_scale, "
       "int pooled_height, int pooled_width, int sampling_ratio, bool aligned, "
-      "int mode) -> (Tensor, Tensor)"));
+      "str mode) -> (Tensor, Tensor)"));
   m.def(TORCH_SELECTIVE_SCHEMA(
       "segzoo::_roi_align_family_backward(Tensor grad, Tensor rois, Tensor argmax, "
       "float spatial_scale, int pooled_height, int pooled_width, int batch_size, "
       "int channels, int height, int width, int sampling_ratio, bool aligned, "
-      "int mode) -> Tensor"));
+      "str mode) -> Tensor"));
 }
 
 }  // namespace ops

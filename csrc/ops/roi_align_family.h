@@ -1,11 +1,15 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <c10/util/string_view.h>
 #include <tuple>
 
 namespace segzoo {
 namespace ops {
 
+// mode: "avg" | "max" | "warp" | "pool" (see segzoo/ops/roi_align_family.py);
+// any other value is rejected with a ValueError.
+//
 // Returns (output (K, C, PH, PW), argmax). argmax is int32 of the output's
 // shape for the max modes (RoIAlign max: index of the winning sample inside
 // its bin; RoIPool: flat h * W + w index into the input plane; -1 = empty bin)
@@ -18,7 +22,7 @@ std::tuple<at::Tensor, at::Tensor> roi_align_family(
     int64_t pooled_width,
     int64_t sampling_ratio,
     bool aligned,
-    int64_t mode);
+    c10::string_view mode);
 
 at::Tensor _roi_align_family_backward(
     const at::Tensor& grad,
@@ -33,7 +37,7 @@ at::Tensor _roi_align_family_backward(
     int64_t width,
     int64_t sampling_ratio,
     bool aligned,
-    int64_t mode);
+    c10::string_view mode);
 
 }  // namespace ops
 }  // namespace segzoo

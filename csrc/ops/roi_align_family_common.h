@@ -1,10 +1,14 @@
 // Geometry and bilinear sampling shared by the CPU and CUDA kernels of the
-// RoIAlign family (RoIAlign avg / max, RoIWarp, RoIPool).
+// RoIAlign family (RoIAlign avg / max, RoIWarp, RoIPool), and the checks and
+// sizes shared by their host wrappers.
 //
 // Box format: rois is (K, 5) = [batch_idx, x1, y1, x2, y2] in image coordinates.
 #pragma once
 
+#include <ATen/ATen.h>
 #include <c10/macros/Macros.h>
+#include <c10/util/Exception.h>
+#include <c10/util/string_view.h>
 #include <math.h>
 #include <cmath>
 
@@ -12,13 +16,25 @@ namespace segzoo {
 namespace ops {
 namespace roi {
 
-// Keep in sync with segzoo/ops/roi_align_family.py (_MODES).
-enum Mode : int64_t {
-  kAlignAvg = 0,  // RoIAlign, average of bilinear samples (torchvision roi_align)
-  kAlignMax = 1,  // RoIAlign, max of the same bilinear samples
-  kWarp = 2,      // box quantised to the feature grid, then unaligned RoIAlign avg
-  kPool = 3,      // RoIPool: quantised box and bins, max (torchvision roi_pool)
+// The op's `str mode` argument, parsed once per call by parse_mode().
+enum Mode {
+  kAlignAvg,  // "avg":  RoIAlign, average of bilinear samples (torchvision roi_align)
+  kAlignMax,  // "max":  RoIAlign, max of the same bilinear samples
+  kWarp,      // "warp": box quantised to the feature grid, then unaligned RoIAlign avg
+  kPool,      // "pool": RoIPool, quantised box and bins, max (torchvision roi_pool)
 };
+
+inline Mode parse_mode(c10::string_view name) {
+  if (name == "avg") return kAlignAvg;
+  if (name == "max") return kAlignMax;
+  if (name == "warp") return kWarp;
+  if (name == "pool") return kPool;
+  C10_THROW_ERROR(
+      ValueError,
+      c10::str(
+          "segzoo::roi_align_family: unknown mode '", name,
+          "' (expected 'avg', 'max', 'warp' or 'pool')"));
+}
 
 C10_HOST_DEVICE inline int min_int(int a, int b) {
   return a < b ? a : b;
@@ -27,10 +43,7 @@ C10_HOST_DEVICE inline int max_int(int a, int b) {
   return a > b ? a : b;
 }
 
-inline bool mode_is_valid(int64_t mode) {
-  return mode >= kAlignAvg && mode <= kPool;
-}
-inline bool mode_has_argmax(int64_t mode) {
+inline bool mode_has_argmax(Mode mode) {
   return mode == kAlignMax || mode == kPool;
 }
 
@@ -53,7 +66,7 @@ C10_HOST_DEVICE inline AlignGeometry<T> align_geometry(
     int pooled_width,
     int sampling_ratio,
     bool aligned,
-    int64_t mode) {
+    Mode mode) {
   T x1, y1, x2, y2;
   if (mode == kWarp) {
     // RoIWarp (MNC): the box is first snapped to the feature grid, then
@@ -185,6 +198,127 @@ C10_HOST_DEVICE inline PoolBin pool_bin(
   bin.wstart = min_int(max_int(wstart + roi_start_w, 0), width);
   bin.wend = min_int(max_int(wend + roi_start_w, 0), width);
   return bin;
+}
+
+// ---------------------------------------------------------------------------
+// Host side: sizes of one call and the checks of the CPU and CUDA wrappers.
+
+// Sizes of one call. Forward reads them from input and rois; backward gets the
+// input's sizes as arguments and the RoI count from rois.
+struct Sizes {
+  int64_t batch_size;
+  int64_t channels;
+  int height;
+  int width;
+  int64_t num_rois;
+  int pooled_height;
+  int pooled_width;
+
+  int64_t plane() const {
+    return static_cast<int64_t>(height) * width;
+  }
+  int64_t bins() const {
+    return static_cast<int64_t>(pooled_height) * pooled_width;
+  }
+};
+
+namespace detail {
+
+inline void check_device(c10::DeviceType backend, const char* name, const at::Tensor& t) {
+  TORCH_CHECK(
+      t.device().type() == backend, "segzoo::roi_align_family: ", name, " must be a ", backend,
+      " tensor, got one on ", t.device());
+}
+
+inline void check_rois_and_output_size(
+    const at::Tensor& rois,
+    int64_t pooled_height,
+    int64_t pooled_width) {
+  TORCH_CHECK(
+      rois.dim() == 2 && rois.size(1) == 5,
+      "segzoo::roi_align_family: rois must be (K, 5) [batch_idx, x1, y1, x2, y2], got ",
+      rois.sizes());
+  TORCH_CHECK(
+      pooled_height > 0 && pooled_width > 0,
+      "segzoo::roi_align_family: output size must be positive, got (", pooled_height, ", ",
+      pooled_width, ")");
+}
+
+}  // namespace detail
+
+// Checks of segzoo::roi_align_family (CPU and CUDA wrappers).
+inline Sizes check_forward(
+    c10::DeviceType backend,
+    const at::Tensor& input,
+    const at::Tensor& rois,
+    int64_t pooled_height,
+    int64_t pooled_width) {
+  detail::check_device(backend, "input", input);
+  detail::check_device(backend, "rois", rois);
+  TORCH_CHECK(
+      input.device() == rois.device(), "segzoo::roi_align_family: input (", input.device(),
+      ") and rois (", rois.device(), ") must be on the same device");
+  TORCH_CHECK(
+      input.dim() == 4, "segzoo::roi_align_family: input must be (N, C, H, W), got ",
+      input.sizes());
+  TORCH_CHECK(
+      input.scalar_type() == rois.scalar_type(),
+      "segzoo::roi_align_family: input and rois must have the same dtype, got ",
+      input.scalar_type(), " and ", rois.scalar_type());
+  detail::check_rois_and_output_size(rois, pooled_height, pooled_width);
+  return Sizes{
+      input.size(0),
+      input.size(1),
+      static_cast<int>(input.size(2)),
+      static_cast<int>(input.size(3)),
+      rois.size(0),
+      static_cast<int>(pooled_height),
+      static_cast<int>(pooled_width)};
+}
+
+// Checks of segzoo::_roi_align_family_backward (CPU and CUDA wrappers). grad
+// is the gradient of the forward output; argmax is the forward's argmax (used
+// by the max modes only).
+inline Sizes check_backward(
+    c10::DeviceType backend,
+    const at::Tensor& grad,
+    const at::Tensor& rois,
+    const at::Tensor& argmax,
+    Mode mode,
+    int64_t pooled_height,
+    int64_t pooled_width,
+    int64_t batch_size,
+    int64_t channels,
+    int64_t height,
+    int64_t width) {
+  detail::check_device(backend, "grad", grad);
+  detail::check_device(backend, "rois", rois);
+  TORCH_CHECK(
+      grad.device() == rois.device(), "segzoo::roi_align_family: grad (", grad.device(),
+      ") and rois (", rois.device(), ") must be on the same device");
+  detail::check_rois_and_output_size(rois, pooled_height, pooled_width);
+  const Sizes s{
+      batch_size,
+      channels,
+      static_cast<int>(height),
+      static_cast<int>(width),
+      rois.size(0),
+      static_cast<int>(pooled_height),
+      static_cast<int>(pooled_width)};
+  TORCH_CHECK(
+      grad.dim() == 4 && grad.size(0) == s.num_rois && grad.size(1) == channels &&
+          grad.size(2) == pooled_height && grad.size(3) == pooled_width,
+      "segzoo::roi_align_family backward: grad must be (K, C, PH, PW) = (", s.num_rois, ", ",
+      channels, ", ", pooled_height, ", ", pooled_width, "), got ", grad.sizes());
+  if (mode_has_argmax(mode)) {
+    TORCH_CHECK(
+        argmax.device() == grad.device() && argmax.scalar_type() == at::kInt &&
+            argmax.sizes() == grad.sizes(),
+        "segzoo::roi_align_family backward: argmax must be an int32 tensor of grad's shape ",
+        grad.sizes(), " on ", grad.device(), ", got ", argmax.scalar_type(), " ",
+        argmax.sizes(), " on ", argmax.device());
+  }
+  return s;
 }
 
 }  // namespace roi

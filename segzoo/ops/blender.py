@@ -22,8 +22,8 @@ from ._ext import load_extension
 
 __all__ = ["BLENDER_INTERP", "blender", "blender_composition"]
 
-# Keep in sync with csrc/ops/blender_common.h (blend::Interp).
-BLENDER_INTERP = {"bilinear": 0, "nearest": 1}
+# Interpolation modes, passed by name to the op (``str interp`` in its schema).
+BLENDER_INTERP = ("bilinear", "nearest")
 
 _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
@@ -52,7 +52,7 @@ def _check(crops: Tensor, attentions: Tensor, interp: str) -> None:
             "on the same device"
         )
     if interp not in BLENDER_INTERP:
-        raise ValueError(f"blender: interp must be one of {sorted(BLENDER_INTERP)}, got {interp!r}")
+        raise ValueError(f"blender: interp must be one of {list(BLENDER_INTERP)}, got {interp!r}")
 
 
 def blender(crops: Tensor, attentions: Tensor, interp: str = "bilinear") -> Tensor:
@@ -69,7 +69,7 @@ def blender(crops: Tensor, attentions: Tensor, interp: str = "bilinear") -> Tens
             "same dtype (or run under torch.autocast)"
         )
     ops = load_extension()
-    return ops.blender(crops, attentions, BLENDER_INTERP[interp])
+    return ops.blender(crops, attentions, interp)
 
 
 def blender_composition(crops: Tensor, attentions: Tensor, interp: str = "bilinear") -> Tensor:

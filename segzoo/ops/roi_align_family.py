@@ -36,8 +36,8 @@ __all__ = [
     "roi_pool",
 ]
 
-# Keep in sync with csrc/ops/roi_align_family_common.h (roi::Mode).
-ROI_MODES = {"avg": 0, "max": 1, "warp": 2, "pool": 3}
+# Pooling modes, passed by name to the op (``str mode`` in its schema).
+ROI_MODES = ("avg", "max", "warp", "pool")
 
 _CPU_DTYPES = (torch.float32, torch.float64)
 _CUDA_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -117,13 +117,13 @@ def roi_align_family(
 ) -> Tensor:
     """Pool ``(K, C, *output_size)`` features for each box; see the module docstring."""
     if mode not in ROI_MODES:
-        raise ValueError(f"mode must be one of {sorted(ROI_MODES)}, got {mode!r}")
+        raise ValueError(f"mode must be one of {list(ROI_MODES)}, got {mode!r}")
     oh, ow = _pair(output_size)
     ops = load_extension()
     rois = _boxes_to_rois(boxes, input)
     _check(input, rois, check_batch_index)
     out, _ = ops.roi_align_family(
-        input, rois, float(spatial_scale), oh, ow, int(sampling_ratio), bool(aligned), ROI_MODES[mode]
+        input, rois, float(spatial_scale), oh, ow, int(sampling_ratio), bool(aligned), mode
     )
     return out
 
@@ -154,7 +154,7 @@ class ROIAlignFamily(nn.Module):
     def __init__(self, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False, mode="avg"):
         super().__init__()
         if mode not in ROI_MODES:
-            raise ValueError(f"mode must be one of {sorted(ROI_MODES)}, got {mode!r}")
+            raise ValueError(f"mode must be one of {list(ROI_MODES)}, got {mode!r}")
         self.output_size = _pair(output_size)
         self.spatial_scale = float(spatial_scale)
         self.sampling_ratio = int(sampling_ratio)

@@ -16,7 +16,7 @@ template <c10::DispatchKey autocast_key, c10::DeviceType device_type>
 at::Tensor blender_autocast(
     const at::Tensor& crops,
     const at::Tensor& attentions,
-    int64_t interp) {
+    c10::string_view interp) {
   c10::impl::ExcludeDispatchKeyGuard no_autocast(autocast_key);
   const auto dtype = at::autocast::get_autocast_dtype(device_type);
   return blender(

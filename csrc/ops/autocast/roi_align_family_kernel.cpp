@@ -20,7 +20,7 @@ std::tuple<at::Tensor, at::Tensor> roi_align_family_autocast(
     int64_t pooled_width,
     int64_t sampling_ratio,
     bool aligned,
-    int64_t mode) {
+    c10::string_view mode) {
   c10::impl::ExcludeDispatchKeyGuard no_autocast(autocast_key);
   auto result = roi_align_family(
       at::autocast::cached_cast(at::kFloat, input, device_type),

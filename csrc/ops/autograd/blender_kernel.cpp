@@ -5,6 +5,8 @@
 #include <torch/library.h>
 #include <torch/types.h>
 
+#include <string>
+
 #include "../blender.h"
 
 namespace segzoo {
@@ -18,8 +20,8 @@ class BlenderFunction : public torch::autograd::Function<BlenderFunction> {
       torch::autograd::AutogradContext* ctx,
       const torch::autograd::Variable& crops,
       const torch::autograd::Variable& attentions,
-      int64_t interp) {
-    ctx->saved_data["interp"] = interp;
+      c10::string_view interp) {
+    ctx->saved_data["interp"] = std::string(interp);
     ctx->save_for_backward({crops, attentions});
     at::AutoDispatchBelowADInplaceOrView guard;
     return {blender(crops, attentions, interp)};
@@ -30,7 +32,7 @@ class BlenderFunction : public torch::autograd::Function<BlenderFunction> {
       const torch::autograd::variable_list& grad_output) {
     auto saved = ctx->get_saved_variables();
     auto grads = _blender_backward(
-        grad_output[0], saved[0], saved[1], ctx->saved_data["interp"].toInt());
+        grad_output[0], saved[0], saved[1], ctx->saved_data["interp"].toStringRef());
     return {std::get<0>(grads), std::get<1>(grads), torch::autograd::Variable()};
   }
 };
@@ -43,7 +45,7 @@ class BlenderBackwardFunction : public torch::autograd::Function<BlenderBackward
       const torch::autograd::Variable& grad,
       const torch::autograd::Variable& crops,
       const torch::autograd::Variable& attentions,
-      int64_t interp) {
+      c10::string_view interp) {
     at::AutoDispatchBelowADInplaceOrView guard;
     auto grads = _blender_backward(grad, crops, attentions, interp);
     return {std::get<0>(grads), std::get<1>(grads)};
@@ -59,7 +61,7 @@ class BlenderBackwardFunction : public torch::autograd::Function<BlenderBackward
 at::Tensor blender_autograd(
     const at::Tensor& crops,
     const at::Tensor& attentions,
-    int64_t interp) {
+    c10::string_view interp) {
   return BlenderFunction::apply(crops, attentions, interp)[0];
 }
 
@@ -67,7 +69,7 @@ std::tuple<at::Tensor, at::Tensor> blender_backward_autograd(
     const at::Tensor& grad,
     const at::Tensor& crops,
     const at::Tensor& attentions,
-    int64_t interp) {
+    c10::string_view interp) {
   auto r = BlenderBackwardFunction::apply(grad, crops, attentions, interp);
   return std::make_tuple(r[0], r[1]);
 }

@@ -5,6 +5,8 @@
 #include <torch/types.h>
 #include <torch/library.h>
 
+#include <string>
+
 #include "../roi_align_family.h"
 
 namespace segzoo {
@@ -24,13 +26,13 @@ class ROIAlignFamilyFunction
       int64_t pooled_width,
       int64_t sampling_ratio,
       bool aligned,
-      int64_t mode) {
+      c10::string_view mode) {
     ctx->saved_data["spatial_scale"] = spatial_scale;
     ctx->saved_data["pooled_height"] = pooled_height;
     ctx->saved_data["pooled_width"] = pooled_width;
     ctx->saved_data["sampling_ratio"] = sampling_ratio;
     ctx->saved_data["aligned"] = aligned;
-    ctx->saved_data["mode"] = mode;
+    ctx->saved_data["mode"] = std::string(mode);
     ctx->saved_data["input_shape"] = input.sizes();
     at::AutoDispatchBelowADInplaceOrView guard;
     auto result = roi_align_family(
@@ -54,7 +56,7 @@ class ROIAlignFamilyFunction
         ctx->saved_data["pooled_height"].toInt(),
         ctx->saved_data["pooled_width"].toInt(), input_shape[0], input_shape[1],
         input_shape[2], input_shape[3], ctx->saved_data["sampling_ratio"].toInt(),
-        ctx->saved_data["aligned"].toBool(), ctx->saved_data["mode"].toInt());
+        ctx->saved_data["aligned"].toBool(), ctx->saved_data["mode"].toStringRef());
     return {grad_in,
             torch::autograd::Variable(),
             torch::autograd::Variable(),
@@ -84,7 +86,7 @@ class ROIAlignFamilyBackwardFunction
       int64_t width,
       int64_t sampling_ratio,
       bool aligned,
-      int64_t mode) {
+      c10::string_view mode) {
     at::AutoDispatchBelowADInplaceOrView guard;
     return {_roi_align_family_backward(
         grad, rois, argmax, spatial_scale, pooled_height, pooled_width,
@@ -106,7 +108,7 @@ std::tuple<at::Tensor, at::Tensor> roi_align_family_autograd(
     int64_t pooled_width,
     int64_t sampling_ratio,
     bool aligned,
-    int64_t mode) {
+    c10::string_view mode) {
   auto r = ROIAlignFamilyFunction::apply(
       input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio,
       aligned, mode);
@@ -126,7 +128,7 @@ at::Tensor roi_align_family_backward_autograd(
     int64_t width,
     int64_t sampling_ratio,
     bool aligned,
-    int64_t mode) {
+    c10::string_view mode) {
   return ROIAlignFamilyBackwardFunction::apply(
       grad, rois, argmax, spatial_scale, pooled_height, pooled_width,
       batch_size, channels, height, width, sampling_ratio, aligned, mode)[0];

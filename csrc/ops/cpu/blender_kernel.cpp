@@ -25,7 +25,7 @@ namespace {
 using namespace blend;
 
 template <typename acc_t>
-std::vector<Tap<acc_t>> axis_taps(int out_size, int in_size, int64_t interp) {
+std::vector<Tap<acc_t>> axis_taps(int out_size, int in_size, Interp interp) {
   std::vector<Tap<acc_t>> taps(out_size);
   for (int i = 0; i < out_size; ++i) taps[i] = axis_tap<acc_t>(i, out_size, in_size, interp);
   return taps;
@@ -53,8 +53,9 @@ inline at::Tensor wrap(std::vector<acc_t>& v) {
 // taps first, then horizontal), into sc.u.
 template <typename scalar_t, typename acc_t>
 void upsample_instance(
-    const scalar_t* attn_n, int K, int mh, int mw, int H, int W,
-    const std::vector<Tap<acc_t>>& ty, const std::vector<Tap<acc_t>>& tx, Scratch<acc_t>& sc) {
+    const scalar_t* attn_n, const Sizes& sz, const std::vector<Tap<acc_t>>& ty,
+    const std::vector<Tap<acc_t>>& tx, Scratch<acc_t>& sc) {
+  const int K = sz.K, H = sz.H, W = sz.W, mh = sz.mh, mw = sz.mw;
   for (int k = 0; k < K; ++k) {
     const scalar_t* plane = attn_n + static_cast<int64_t>(k) * mh * mw;
     for (int y = 0; y < H; ++y) {
@@ -76,8 +77,9 @@ void upsample_instance(
 // attentions) onto grad_attn (K x mh x mw, acc_t).
 template <typename acc_t>
 void scatter_instance(
-    int K, int mh, int mw, int H, int W, const std::vector<Tap<acc_t>>& ty,
-    const std::vector<Tap<acc_t>>& tx, Scratch<acc_t>& sc, acc_t* grad_attn) {
+    const Sizes& sz, const std::vector<Tap<acc_t>>& ty, const std::vector<Tap<acc_t>>& tx,
+    Scratch<acc_t>& sc, acc_t* grad_attn) {
+  const int K = sz.K, H = sz.H, W = sz.W, mh = sz.mh, mw = sz.mw;
   for (int k = 0; k < K; ++k) {
     acc_t* plane = grad_attn + static_cast<int64_t>(k) * mh * mw;
     for (int y = 0; y < H; ++y) {
@@ -104,10 +106,11 @@ void scatter_instance(
 // exp / sigmoid on the instance's scratch.
 template <typename scalar_t, typename acc_t>
 void blend_instance(
-    const scalar_t* crop_n, const scalar_t* attn_n, int K, int mh, int mw, int H, int W,
+    const scalar_t* crop_n, const scalar_t* attn_n, const Sizes& sz,
     const std::vector<Tap<acc_t>>& ty, const std::vector<Tap<acc_t>>& tx, Scratch<acc_t>& sc) {
-  const int64_t P = static_cast<int64_t>(H) * W;
-  upsample_instance<scalar_t, acc_t>(attn_n, K, mh, mw, H, W, ty, tx, sc);
+  const int K = sz.K;
+  const int64_t P = sz.plane();
+  upsample_instance<scalar_t, acc_t>(attn_n, sz, ty, tx, sc);
   acc_t* u = sc.u.data();
   acc_t* c = sc.c.data();
   acc_t* out = sc.out.data();
@@ -146,17 +149,14 @@ void blend_instance(
   }
 }
 
-at::Tensor forward_cpu(const at::Tensor& crops, const at::Tensor& attentions, int64_t interp) {
-  TORCH_CHECK(crops.device().is_cpu(), "blender: crops must be a CPU tensor");
-  TORCH_CHECK(attentions.device().is_cpu(), "blender: attentions must be a CPU tensor");
-  check_inputs(crops, attentions, interp);
-  const int64_t N = crops.size(0);
-  const int K = static_cast<int>(crops.size(1));
-  const int H = static_cast<int>(crops.size(2));
-  const int W = static_cast<int>(crops.size(3));
-  const int mh = static_cast<int>(attentions.size(2));
-  const int mw = static_cast<int>(attentions.size(3));
-  at::Tensor output = at::empty({N, H, W}, crops.options());
+at::Tensor forward_cpu(
+    const at::Tensor& crops,
+    const at::Tensor& attentions,
+    c10::string_view interp_name) {
+  const Interp interp = parse_interp(interp_name);
+  const Sizes sz = check_forward(c10::kCPU, crops, attentions);
+  const int64_t N = sz.N;
+  at::Tensor output = at::empty({N, sz.H, sz.W}, crops.options());
   if (N == 0) return output;
 
   at::Tensor crops_c = crops.contiguous();
@@ -164,17 +164,18 @@ at::Tensor forward_cpu(const at::Tensor& crops, const at::Tensor& attentions, in
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, crops.scalar_type(), "blender_forward_cpu", [&] {
         using acc_t = at::opmath_type<scalar_t>;
-        const auto ty = axis_taps<acc_t>(H, mh, interp);
-        const auto tx = axis_taps<acc_t>(W, mw, interp);
+        const auto ty = axis_taps<acc_t>(sz.H, sz.mh, interp);
+        const auto tx = axis_taps<acc_t>(sz.W, sz.mw, interp);
         const scalar_t* crop_data = crops_c.data_ptr<scalar_t>();
         const scalar_t* attn_data = attn_c.data_ptr<scalar_t>();
         scalar_t* out_data = output.data_ptr<scalar_t>();
-        const int64_t P = static_cast<int64_t>(H) * W;
+        const int64_t P = sz.plane();
+        const int64_t attn_size = sz.attn_size();
         at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
-          Scratch<acc_t> sc(K, P, mw);
+          Scratch<acc_t> sc(sz.K, P, sz.mw);
           for (int64_t n = begin; n < end; ++n) {
             blend_instance<scalar_t, acc_t>(
-                crop_data + n * K * P, attn_data + n * K * mh * mw, K, mh, mw, H, W, ty, tx, sc);
+                crop_data + n * sz.K * P, attn_data + n * attn_size, sz, ty, tx, sc);
             scalar_t* out_n = out_data + n * P;
             for (int64_t p = 0; p < P; ++p) out_n[p] = static_cast<scalar_t>(sc.out[p]);
           }
@@ -187,19 +188,11 @@ std::tuple<at::Tensor, at::Tensor> backward_cpu(
     const at::Tensor& grad,
     const at::Tensor& crops,
     const at::Tensor& attentions,
-    int64_t interp) {
-  TORCH_CHECK(grad.device().is_cpu(), "blender backward: grad must be a CPU tensor");
-  check_inputs(crops, attentions, interp);
-  const int64_t N = crops.size(0);
-  const int K = static_cast<int>(crops.size(1));
-  const int H = static_cast<int>(crops.size(2));
-  const int W = static_cast<int>(crops.size(3));
-  const int mh = static_cast<int>(attentions.size(2));
-  const int mw = static_cast<int>(attentions.size(3));
-  TORCH_CHECK(
-      grad.dim() == 3 && grad.size(0) == N && grad.size(1) == H && grad.size(2) == W,
-      "blender backward: grad must be (N, H, W) = (", N, ", ", H, ", ", W, "), got ",
-      grad.sizes());
+    c10::string_view interp_name) {
+  const Interp interp = parse_interp(interp_name);
+  const Sizes sz = check_backward(c10::kCPU, grad, crops, attentions);
+  const int64_t N = sz.N;
+  const int K = sz.K;
   at::Tensor grad_crops = at::empty_like(crops, at::MemoryFormat::Contiguous);
   at::Tensor grad_attn = at::empty_like(attentions, at::MemoryFormat::Contiguous);
   if (N == 0) return std::make_tuple(grad_crops, grad_attn);
@@ -210,21 +203,21 @@ std::tuple<at::Tensor, at::Tensor> backward_cpu(
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, crops.scalar_type(), "blender_backward_cpu", [&] {
         using acc_t = at::opmath_type<scalar_t>;
-        const auto ty = axis_taps<acc_t>(H, mh, interp);
-        const auto tx = axis_taps<acc_t>(W, mw, interp);
+        const auto ty = axis_taps<acc_t>(sz.H, sz.mh, interp);
+        const auto tx = axis_taps<acc_t>(sz.W, sz.mw, interp);
         const scalar_t* g_data = grad_c.data_ptr<scalar_t>();
         const scalar_t* crop_data = crops_c.data_ptr<scalar_t>();
         const scalar_t* attn_data = attn_c.data_ptr<scalar_t>();
         scalar_t* gc_data = grad_crops.data_ptr<scalar_t>();
         scalar_t* ga_data = grad_attn.data_ptr<scalar_t>();
-        const int64_t P = static_cast<int64_t>(H) * W;
-        const int64_t attn_size = static_cast<int64_t>(K) * mh * mw;
+        const int64_t P = sz.plane();
+        const int64_t attn_size = sz.attn_size();
         at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
-          Scratch<acc_t> sc(K, P, mw);
+          Scratch<acc_t> sc(K, P, sz.mw);
           std::vector<acc_t> acc(attn_size);
           for (int64_t n = begin; n < end; ++n) {
             blend_instance<scalar_t, acc_t>(
-                crop_data + n * K * P, attn_data + n * attn_size, K, mh, mw, H, W, ty, tx, sc);
+                crop_data + n * K * P, attn_data + n * attn_size, sz, ty, tx, sc);
             const scalar_t* g_n = g_data + n * P;
             scalar_t* gc_n = gc_data + n * K * P;
             acc_t* u = sc.u.data();
@@ -251,7 +244,7 @@ std::tuple<at::Tensor, at::Tensor> backward_cpu(
               }
             }
             std::fill(acc.begin(), acc.end(), acc_t(0));
-            scatter_instance<acc_t>(K, mh, mw, H, W, ty, tx, sc, acc.data());
+            scatter_instance<acc_t>(sz, ty, tx, sc, acc.data());
             scalar_t* ga_n = ga_data + n * attn_size;
             for (int64_t i = 0; i < attn_size; ++i) ga_n[i] = static_cast<scalar_t>(acc[i]);
           }

@@ -77,22 +77,8 @@ void precalc_pool_bins(
           roi, spatial_scale, pooled_height, pooled_width, height, width, ph, pw);
 }
 
-void check_common(
-    const at::Tensor& rois,
-    int64_t pooled_height,
-    int64_t pooled_width,
-    int64_t mode) {
-  TORCH_CHECK(
-      rois.dim() == 2 && rois.size(1) == 5,
-      "segzoo::roi_align_family: rois must be (K, 5), got ", rois.sizes());
-  TORCH_CHECK(
-      pooled_height > 0 && pooled_width > 0,
-      "segzoo::roi_align_family: output size must be positive, got (",
-      pooled_height, ", ", pooled_width, ")");
-  TORCH_CHECK(
-      mode_is_valid(mode), "segzoo::roi_align_family: unknown mode ", mode);
-}
-
+// The CPU kernels index the input by rois[:, 0] without bounds checks (the
+// CUDA kernels skip RoIs with an invalid index instead).
 void check_batch_indices(const at::Tensor& rois, int64_t batch_size) {
   if (rois.size(0) == 0) return;
   auto idx = rois.select(1, 0);
@@ -112,24 +98,15 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(
     int64_t pooled_width,
     int64_t sampling_ratio,
     bool aligned,
-    int64_t mode) {
-  TORCH_CHECK(input.device().is_cpu(), "input must be a CPU tensor");
-  TORCH_CHECK(rois.device().is_cpu(), "rois must be a CPU tensor");
-  TORCH_CHECK(
-      input.dim() == 4, "segzoo::roi_align_family: input must be NCHW, got ",
-      input.sizes());
-  TORCH_CHECK(
-      input.scalar_type() == rois.scalar_type(),
-      "segzoo::roi_align_family: input and rois must have the same dtype, got ",
-      input.scalar_type(), " and ", rois.scalar_type());
-  check_common(rois, pooled_height, pooled_width, mode);
-
-  const int64_t num_rois = rois.size(0);
-  const int64_t channels = input.size(1);
-  const int height = static_cast<int>(input.size(2));
-  const int width = static_cast<int>(input.size(3));
-  const int PH = static_cast<int>(pooled_height);
-  const int PW = static_cast<int>(pooled_width);
+    c10::string_view mode_name) {
+  const Mode mode = parse_mode(mode_name);
+  const Sizes sz = check_forward(c10::kCPU, input, rois, pooled_height, pooled_width);
+  const int64_t num_rois = sz.num_rois;
+  const int64_t channels = sz.channels;
+  const int height = sz.height;
+  const int width = sz.width;
+  const int PH = sz.pooled_height;
+  const int PW = sz.pooled_width;
 
   // every element is written below (empty RoIPool bins included)
   at::Tensor output = at::empty({num_rois, channels, PH, PW}, input.options());
@@ -137,12 +114,12 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(
       ? at::empty({num_rois, channels, PH, PW}, input.options().dtype(at::kInt))
       : at::empty({0}, input.options().dtype(at::kInt));
   if (output.numel() == 0) return std::make_tuple(output, argmax);
-  check_batch_indices(rois, input.size(0));
+  check_batch_indices(rois, sz.batch_size);
 
   at::Tensor input_c = input.contiguous();
   at::Tensor rois_c = rois.contiguous();
-  const int64_t plane = static_cast<int64_t>(height) * width;
-  const int64_t bins = static_cast<int64_t>(PH) * PW;
+  const int64_t plane = sz.plane();
+  const int64_t bins = sz.bins();
 
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "roi_align_family_forward_cpu", [&] {
     using T = scalar_t;
@@ -247,32 +224,25 @@ at::Tensor backward_cpu(
     int64_t width,
     int64_t sampling_ratio,
     bool aligned,
-    int64_t mode) {
-  TORCH_CHECK(grad.device().is_cpu(), "grad must be a CPU tensor");
-  TORCH_CHECK(rois.device().is_cpu(), "rois must be a CPU tensor");
-  check_common(rois, pooled_height, pooled_width, mode);
+    c10::string_view mode_name) {
+  const Mode mode = parse_mode(mode_name);
+  const Sizes sz = check_backward(
+      c10::kCPU, grad, rois, argmax, mode, pooled_height, pooled_width, batch_size, channels,
+      height, width);
   at::Tensor grad_input =
       at::zeros({batch_size, channels, height, width}, grad.options());
-  const int64_t num_rois = rois.size(0);
+  const int64_t num_rois = sz.num_rois;
   if (grad.numel() == 0 || num_rois == 0) return grad_input;
-  TORCH_CHECK(
-      grad.dim() == 4 && grad.size(0) == num_rois && grad.size(1) == channels &&
-          grad.size(2) == pooled_height && grad.size(3) == pooled_width,
-      "segzoo::_roi_align_family_backward: grad has shape ", grad.sizes());
-  if (mode_has_argmax(mode))
-    TORCH_CHECK(
-        argmax.sizes() == grad.sizes(),
-        "segzoo::_roi_align_family_backward: argmax must match grad's shape");
 
   at::Tensor grad_c = grad.contiguous();
   at::Tensor rois_c = rois.to(grad.scalar_type()).contiguous();
   at::Tensor argmax_c = argmax.contiguous();
-  const int H = static_cast<int>(height);
-  const int W = static_cast<int>(width);
-  const int PH = static_cast<int>(pooled_height);
-  const int PW = static_cast<int>(pooled_width);
-  const int64_t plane = height * width;
-  const int64_t bins = static_cast<int64_t>(PH) * PW;
+  const int H = sz.height;
+  const int W = sz.width;
+  const int PH = sz.pooled_height;
+  const int PW = sz.pooled_width;
+  const int64_t plane = sz.plane();
+  const int64_t bins = sz.bins();
 
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "roi_align_family_backward_cpu", [&] {
     using T = scalar_t;

@@ -7,7 +7,8 @@
 // PyTorch composition are never written to global memory. Backward
 // accumulates the attention gradient in shared memory too (shared atomics),
 // then writes it once. Grids too large for shared memory fall back to
-// global-memory reads / atomics with the same per-pixel code.
+// global-memory reads / atomics: the same kernels, instantiated for
+// Staging::kGlobal, run the same pixel loop.
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/Atomic.cuh>
@@ -15,6 +16,8 @@
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
+
+#include <type_traits>
 
 #include "../blender_common.h"
 
@@ -28,7 +31,42 @@ using namespace blend;
 constexpr int kThreads = 256;
 constexpr size_t kMaxShared = 48 * 1024;
 
-template <typename scalar_t, typename acc_t, bool kShared>
+// Where a block reads its instance's attentions from (and, in backward, where
+// it accumulates their gradient).
+enum class Staging {
+  kShared,  // staged in shared memory in acc_t (small grids: the common case)
+  kGlobal,  // read in place from global memory; gradient by global atomics
+};
+
+// Element type of the attentions as the pixel loop reads them.
+template <Staging staging, typename scalar_t, typename acc_t>
+using attn_elem_t = std::conditional_t<staging == Staging::kShared, acc_t, scalar_t>;
+
+// The pixel loop of both kernels: the block's threads stride over the H x W
+// output pixels of one instance; f(p, ty, tx) gets the flat pixel index and
+// its interpolation taps on the mh x mw attention grid.
+template <typename acc_t, typename F>
+__device__ inline void for_each_pixel(int H, int W, int mh, int mw, Interp interp, const F& f) {
+  const int64_t plane = static_cast<int64_t>(H) * W;
+  for (int64_t p = threadIdx.x; p < plane; p += blockDim.x) {
+    const int y = static_cast<int>(p / W);
+    const int x = static_cast<int>(p % W);
+    const Tap<acc_t> ty = axis_tap<acc_t>(y, H, mh, interp);
+    const Tap<acc_t> tx = axis_tap<acc_t>(x, W, mw, interp);
+    f(p, ty, tx);
+  }
+}
+
+// Copies the instance's attentions to shared memory in acc_t (no barrier).
+template <typename scalar_t, typename acc_t>
+__device__ inline void stage_attentions(const scalar_t* attn_n, int attn_size, acc_t* s_attn) {
+  for (int i = threadIdx.x; i < attn_size; i += blockDim.x) {
+    s_attn[i] = static_cast<acc_t>(attn_n[i]);
+  }
+}
+
+// One block per instance.
+template <typename scalar_t, typename acc_t, Staging staging>
 __global__ void blender_forward_kernel(
     const scalar_t* __restrict__ crops,
     const scalar_t* __restrict__ attn,
@@ -37,7 +75,7 @@ __global__ void blender_forward_kernel(
     int W,
     int mh,
     int mw,
-    int64_t interp,
+    Interp interp,
     scalar_t* __restrict__ out) {
   extern __shared__ unsigned char smem_raw[];
   const int64_t n = blockIdx.x;
@@ -46,30 +84,21 @@ __global__ void blender_forward_kernel(
   const scalar_t* attn_n = attn + n * attn_size;
   const scalar_t* crop_n = crops + n * K * plane;
   scalar_t* out_n = out + n * plane;
-  if (kShared) {
+
+  const attn_elem_t<staging, scalar_t, acc_t>* a;
+  if constexpr (staging == Staging::kShared) {
     acc_t* s_attn = reinterpret_cast<acc_t*>(smem_raw);
-    for (int i = threadIdx.x; i < attn_size; i += blockDim.x) {
-      s_attn[i] = static_cast<acc_t>(attn_n[i]);
-    }
+    stage_attentions(attn_n, attn_size, s_attn);
     __syncthreads();
-    for (int64_t p = threadIdx.x; p < plane; p += blockDim.x) {
-      const int y = static_cast<int>(p / W);
-      const int x = static_cast<int>(p % W);
-      const Tap<acc_t> ty = axis_tap<acc_t>(y, H, mh, interp);
-      const Tap<acc_t> tx = axis_tap<acc_t>(x, W, mw, interp);
-      out_n[p] = static_cast<scalar_t>(
-          blend_pixel<scalar_t, acc_t>(crop_n + p, plane, s_attn, mh, mw, K, ty, tx));
-    }
+    a = s_attn;
   } else {
-    for (int64_t p = threadIdx.x; p < plane; p += blockDim.x) {
-      const int y = static_cast<int>(p / W);
-      const int x = static_cast<int>(p % W);
-      const Tap<acc_t> ty = axis_tap<acc_t>(y, H, mh, interp);
-      const Tap<acc_t> tx = axis_tap<acc_t>(x, W, mw, interp);
-      out_n[p] = static_cast<scalar_t>(
-          blend_pixel<scalar_t, acc_t>(crop_n + p, plane, attn_n, mh, mw, K, ty, tx));
-    }
+    a = attn_n;
   }
+  for_each_pixel<acc_t>(
+      H, W, mh, mw, interp, [&](int64_t p, const Tap<acc_t>& ty, const Tap<acc_t>& tx) {
+        out_n[p] = static_cast<scalar_t>(
+            blend_pixel<scalar_t, acc_t>(crop_n + p, plane, a, mh, mw, K, ty, tx));
+      });
 }
 
 struct AtomicAdd {
@@ -79,9 +108,10 @@ struct AtomicAdd {
   }
 };
 
-// grad_attn_acc: (N, K, mh, mw) in acc_t, zero-initialised (used directly in
-// the global-memory variant; written once per block in the shared variant).
-template <typename scalar_t, typename acc_t, bool kShared>
+// One block per instance. grad_attn_acc: (N, K, mh, mw) in acc_t; zero-
+// initialised by the caller for Staging::kGlobal (accumulated in place), any
+// content for Staging::kShared (accumulated in shared memory, written once).
+template <typename scalar_t, typename acc_t, Staging staging>
 __global__ void blender_backward_kernel(
     const scalar_t* __restrict__ grad,
     const scalar_t* __restrict__ crops,
@@ -91,7 +121,7 @@ __global__ void blender_backward_kernel(
     int W,
     int mh,
     int mw,
-    int64_t interp,
+    Interp interp,
     scalar_t* __restrict__ grad_crops,
     acc_t* __restrict__ grad_attn_acc) {
   extern __shared__ unsigned char smem_raw[];
@@ -103,73 +133,65 @@ __global__ void blender_backward_kernel(
   const scalar_t* g_n = grad + n * plane;
   scalar_t* gc_n = grad_crops + n * K * plane;
   acc_t* ga_n = grad_attn_acc + n * attn_size;
-  if (kShared) {
+
+  const attn_elem_t<staging, scalar_t, acc_t>* a;
+  acc_t* ga;
+  if constexpr (staging == Staging::kShared) {
     acc_t* s_attn = reinterpret_cast<acc_t*>(smem_raw);
     acc_t* s_grad = s_attn + attn_size;
-    for (int i = threadIdx.x; i < attn_size; i += blockDim.x) {
-      s_attn[i] = static_cast<acc_t>(attn_n[i]);
-      s_grad[i] = acc_t(0);
-    }
+    stage_attentions(attn_n, attn_size, s_attn);
+    for (int i = threadIdx.x; i < attn_size; i += blockDim.x) s_grad[i] = acc_t(0);
     __syncthreads();
-    for (int64_t p = threadIdx.x; p < plane; p += blockDim.x) {
-      const int y = static_cast<int>(p / W);
-      const int x = static_cast<int>(p % W);
-      const Tap<acc_t> ty = axis_tap<acc_t>(y, H, mh, interp);
-      const Tap<acc_t> tx = axis_tap<acc_t>(x, W, mw, interp);
-      blend_pixel_backward<scalar_t, acc_t>(
-          static_cast<acc_t>(g_n[p]), crop_n + p, plane, s_attn, mh, mw, K, ty, tx, gc_n + p,
-          s_grad, AtomicAdd());
-    }
-    __syncthreads();
-    for (int i = threadIdx.x; i < attn_size; i += blockDim.x) ga_n[i] = s_grad[i];
+    a = s_attn;
+    ga = s_grad;
   } else {
-    for (int64_t p = threadIdx.x; p < plane; p += blockDim.x) {
-      const int y = static_cast<int>(p / W);
-      const int x = static_cast<int>(p % W);
-      const Tap<acc_t> ty = axis_tap<acc_t>(y, H, mh, interp);
-      const Tap<acc_t> tx = axis_tap<acc_t>(x, W, mw, interp);
-      blend_pixel_backward<scalar_t, acc_t>(
-          static_cast<acc_t>(g_n[p]), crop_n + p, plane, attn_n, mh, mw, K, ty, tx, gc_n + p,
-          ga_n, AtomicAdd());
-    }
+    a = attn_n;
+    ga = ga_n;
+  }
+  for_each_pixel<acc_t>(
+      H, W, mh, mw, interp, [&](int64_t p, const Tap<acc_t>& ty, const Tap<acc_t>& tx) {
+        blend_pixel_backward<scalar_t, acc_t>(
+            static_cast<acc_t>(g_n[p]), crop_n + p, plane, a, mh, mw, K, ty, tx, gc_n + p, ga,
+            AtomicAdd());
+      });
+  if constexpr (staging == Staging::kShared) {
+    __syncthreads();
+    for (int i = threadIdx.x; i < attn_size; i += blockDim.x) ga_n[i] = ga[i];
   }
 }
 
-at::Tensor forward_cuda(const at::Tensor& crops, const at::Tensor& attentions, int64_t interp) {
-  TORCH_CHECK(crops.is_cuda(), "blender: crops must be a CUDA tensor");
-  TORCH_CHECK(attentions.is_cuda(), "blender: attentions must be a CUDA tensor");
+// One block per instance: the grid's x dimension bounds the instance count.
+void check_launch(const Sizes& sz) {
   TORCH_CHECK(
-      crops.device() == attentions.device(), "blender: crops and attentions are on different devices");
-  check_inputs(crops, attentions, interp);
+      sz.N <= 2147483647LL, "segzoo::blender: at most 2^31 - 1 instances per call on CUDA, got ",
+      sz.N);
+}
+
+at::Tensor forward_cuda(
+    const at::Tensor& crops,
+    const at::Tensor& attentions,
+    c10::string_view interp_name) {
+  const Interp interp = parse_interp(interp_name);
+  const Sizes sz = check_forward(c10::kCUDA, crops, attentions);
   c10::cuda::CUDAGuard guard(crops.device());
-  const int64_t N = crops.size(0);
-  const int K = static_cast<int>(crops.size(1));
-  const int H = static_cast<int>(crops.size(2));
-  const int W = static_cast<int>(crops.size(3));
-  const int mh = static_cast<int>(attentions.size(2));
-  const int mw = static_cast<int>(attentions.size(3));
-  at::Tensor output = at::empty({N, H, W}, crops.options());
-  if (N == 0) return output;
-  TORCH_CHECK(N <= 2147483647LL, "blender: too many instances for one launch");
+  at::Tensor output = at::empty({sz.N, sz.H, sz.W}, crops.options());
+  if (sz.N == 0) return output;
+  check_launch(sz);
 
   at::Tensor crops_c = crops.contiguous();
   at::Tensor attn_c = attentions.contiguous();
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const unsigned int blocks = static_cast<unsigned int>(sz.N);
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, crops.scalar_type(), "blender_forward_cuda", [&] {
         using acc_t = at::opmath_type<scalar_t>;
-        const size_t smem = sizeof(acc_t) * static_cast<size_t>(K) * mh * mw;
-        if (smem <= kMaxShared) {
-          blender_forward_kernel<scalar_t, acc_t, true>
-              <<<static_cast<unsigned int>(N), kThreads, smem, stream>>>(
-                  crops_c.data_ptr<scalar_t>(), attn_c.data_ptr<scalar_t>(), K, H, W, mh, mw,
-                  interp, output.data_ptr<scalar_t>());
-        } else {
-          blender_forward_kernel<scalar_t, acc_t, false>
-              <<<static_cast<unsigned int>(N), kThreads, 0, stream>>>(
-                  crops_c.data_ptr<scalar_t>(), attn_c.data_ptr<scalar_t>(), K, H, W, mh, mw,
-                  interp, output.data_ptr<scalar_t>());
-        }
+        const size_t smem = sizeof(acc_t) * static_cast<size_t>(sz.attn_size());
+        const bool shared = smem <= kMaxShared;
+        auto kernel = shared ? blender_forward_kernel<scalar_t, acc_t, Staging::kShared>
+                             : blender_forward_kernel<scalar_t, acc_t, Staging::kGlobal>;
+        kernel<<<blocks, kThreads, shared ? smem : 0, stream>>>(
+            crops_c.data_ptr<scalar_t>(), attn_c.data_ptr<scalar_t>(), sz.K, sz.H, sz.W, sz.mh,
+            sz.mw, interp, output.data_ptr<scalar_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
   return output;
@@ -179,52 +201,37 @@ std::tuple<at::Tensor, at::Tensor> backward_cuda(
     const at::Tensor& grad,
     const at::Tensor& crops,
     const at::Tensor& attentions,
-    int64_t interp) {
-  TORCH_CHECK(grad.is_cuda(), "blender backward: grad must be a CUDA tensor");
-  TORCH_CHECK(crops.is_cuda() && attentions.is_cuda(), "blender backward: inputs must be CUDA tensors");
-  check_inputs(crops, attentions, interp);
+    c10::string_view interp_name) {
+  const Interp interp = parse_interp(interp_name);
+  const Sizes sz = check_backward(c10::kCUDA, grad, crops, attentions);
   c10::cuda::CUDAGuard guard(crops.device());
-  const int64_t N = crops.size(0);
-  const int K = static_cast<int>(crops.size(1));
-  const int H = static_cast<int>(crops.size(2));
-  const int W = static_cast<int>(crops.size(3));
-  const int mh = static_cast<int>(attentions.size(2));
-  const int mw = static_cast<int>(attentions.size(3));
-  TORCH_CHECK(
-      grad.dim() == 3 && grad.size(0) == N && grad.size(1) == H && grad.size(2) == W,
-      "blender backward: grad must be (N, H, W) = (", N, ", ", H, ", ", W, "), got ",
-      grad.sizes());
   at::Tensor grad_crops = at::empty_like(crops, at::MemoryFormat::Contiguous);
-  if (N == 0) {
+  if (sz.N == 0) {
     return std::make_tuple(grad_crops, at::empty_like(attentions, at::MemoryFormat::Contiguous));
   }
+  check_launch(sz);
 
   at::Tensor grad_c = grad.to(crops.scalar_type()).contiguous();
   at::Tensor crops_c = crops.contiguous();
   at::Tensor attn_c = attentions.contiguous();
   at::Tensor grad_attn;
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const unsigned int blocks = static_cast<unsigned int>(sz.N);
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, crops.scalar_type(), "blender_backward_cuda", [&] {
         using acc_t = at::opmath_type<scalar_t>;
-        const auto acc_dtype = c10::CppTypeToScalarType<acc_t>::value;
-        const size_t smem = 2 * sizeof(acc_t) * static_cast<size_t>(K) * mh * mw;
-        at::Tensor acc;
-        if (smem <= kMaxShared) {
-          acc = at::empty(attentions.sizes(), attentions.options().dtype(acc_dtype));
-          blender_backward_kernel<scalar_t, acc_t, true>
-              <<<static_cast<unsigned int>(N), kThreads, smem, stream>>>(
-                  grad_c.data_ptr<scalar_t>(), crops_c.data_ptr<scalar_t>(),
-                  attn_c.data_ptr<scalar_t>(), K, H, W, mh, mw, interp,
-                  grad_crops.data_ptr<scalar_t>(), acc.data_ptr<acc_t>());
-        } else {
-          acc = at::zeros(attentions.sizes(), attentions.options().dtype(acc_dtype));
-          blender_backward_kernel<scalar_t, acc_t, false>
-              <<<static_cast<unsigned int>(N), kThreads, 0, stream>>>(
-                  grad_c.data_ptr<scalar_t>(), crops_c.data_ptr<scalar_t>(),
-                  attn_c.data_ptr<scalar_t>(), K, H, W, mh, mw, interp,
-                  grad_crops.data_ptr<scalar_t>(), acc.data_ptr<acc_t>());
-        }
+        const auto acc_options = attentions.options().dtype(c10::CppTypeToScalarType<acc_t>::value);
+        const size_t smem = 2 * sizeof(acc_t) * static_cast<size_t>(sz.attn_size());
+        const bool shared = smem <= kMaxShared;
+        // the shared variant writes every element; the global one accumulates in place
+        at::Tensor acc = shared ? at::empty(attentions.sizes(), acc_options)
+                                : at::zeros(attentions.sizes(), acc_options);
+        auto kernel = shared ? blender_backward_kernel<scalar_t, acc_t, Staging::kShared>
+                             : blender_backward_kernel<scalar_t, acc_t, Staging::kGlobal>;
+        kernel<<<blocks, kThreads, shared ? smem : 0, stream>>>(
+            grad_c.data_ptr<scalar_t>(), crops_c.data_ptr<scalar_t>(), attn_c.data_ptr<scalar_t>(),
+            sz.K, sz.H, sz.W, sz.mh, sz.mw, interp, grad_crops.data_ptr<scalar_t>(),
+            acc.data_ptr<acc_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
         grad_attn = acc.to(attentions.scalar_type());
       });

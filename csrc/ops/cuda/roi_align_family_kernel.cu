@@ -66,7 +66,7 @@ __global__ void forward_kernel(
     const int pooled_width,
     const int sampling_ratio,
     const bool aligned,
-    const int64_t mode,
+    const Mode mode,
     scalar_t* __restrict__ output,
     int* __restrict__ argmax) {
   using acc_t = at::opmath_type<scalar_t>;
@@ -169,7 +169,7 @@ __global__ void backward_kernel(
     const int pooled_width,
     const int sampling_ratio,
     const bool aligned,
-    const int64_t mode,
+    const Mode mode,
     scalar_t* __restrict__ grad_input) {
   using acc_t = at::opmath_type<scalar_t>;
   for (int64_t index = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
@@ -210,14 +210,6 @@ __global__ void backward_kernel(
   }
 }
 
-void check_common(const at::Tensor& rois, int64_t ph, int64_t pw, int64_t mode) {
-  TORCH_CHECK(
-      rois.dim() == 2 && rois.size(1) == 5,
-      "segzoo::roi_align_family: rois must be (K, 5), got ", rois.sizes());
-  TORCH_CHECK(ph > 0 && pw > 0, "segzoo::roi_align_family: output size must be positive");
-  TORCH_CHECK(mode_is_valid(mode), "segzoo::roi_align_family: unknown mode ", mode);
-}
-
 std::tuple<at::Tensor, at::Tensor> forward_cuda(
     const at::Tensor& input,
     const at::Tensor& rois,
@@ -226,21 +218,13 @@ std::tuple<at::Tensor, at::Tensor> forward_cuda(
     int64_t pooled_width,
     int64_t sampling_ratio,
     bool aligned,
-    int64_t mode) {
-  TORCH_CHECK(input.is_cuda(), "input must be a CUDA tensor");
-  TORCH_CHECK(rois.is_cuda(), "rois must be a CUDA tensor");
-  TORCH_CHECK(input.dim() == 4, "segzoo::roi_align_family: input must be NCHW");
-  TORCH_CHECK(
-      input.scalar_type() == rois.scalar_type(),
-      "segzoo::roi_align_family: input and rois must have the same dtype");
-  TORCH_CHECK(
-      input.get_device() == rois.get_device(),
-      "segzoo::roi_align_family: input and rois must be on the same device");
-  check_common(rois, pooled_height, pooled_width, mode);
+    c10::string_view mode_name) {
+  const Mode mode = parse_mode(mode_name);
+  const Sizes sz = check_forward(c10::kCUDA, input, rois, pooled_height, pooled_width);
   c10::cuda::CUDAGuard guard(input.device());
 
-  const int64_t num_rois = rois.size(0);
-  const int64_t channels = input.size(1);
+  const int64_t num_rois = sz.num_rois;
+  const int64_t channels = sz.channels;
   at::Tensor output =
       at::zeros({num_rois, channels, pooled_height, pooled_width}, input.options());
   at::Tensor argmax = mode_has_argmax(mode)
@@ -257,11 +241,10 @@ std::tuple<at::Tensor, at::Tensor> forward_cuda(
       at::kHalf, at::kBFloat16, input.scalar_type(), "roi_align_family_forward_cuda", [&] {
         forward_kernel<scalar_t><<<num_blocks(n), kThreads, 0, stream>>>(
             n, input_c.data_ptr<scalar_t>(), rois_c.data_ptr<scalar_t>(),
-            static_cast<at::opmath_type<scalar_t>>(spatial_scale), input.size(0),
-            static_cast<int>(channels), static_cast<int>(input.size(2)),
-            static_cast<int>(input.size(3)), static_cast<int>(pooled_height),
-            static_cast<int>(pooled_width), static_cast<int>(sampling_ratio), aligned,
-            mode, output.data_ptr<scalar_t>(),
+            static_cast<at::opmath_type<scalar_t>>(spatial_scale), sz.batch_size,
+            static_cast<int>(channels), sz.height, sz.width, sz.pooled_height,
+            sz.pooled_width, static_cast<int>(sampling_ratio), aligned, mode,
+            output.data_ptr<scalar_t>(),
             mode_has_argmax(mode) ? argmax.data_ptr<int>() : nullptr);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
@@ -281,15 +264,16 @@ at::Tensor backward_cuda(
     int64_t width,
     int64_t sampling_ratio,
     bool aligned,
-    int64_t mode) {
-  TORCH_CHECK(grad.is_cuda(), "grad must be a CUDA tensor");
-  TORCH_CHECK(rois.is_cuda(), "rois must be a CUDA tensor");
-  check_common(rois, pooled_height, pooled_width, mode);
+    c10::string_view mode_name) {
+  const Mode mode = parse_mode(mode_name);
+  const Sizes sz = check_backward(
+      c10::kCUDA, grad, rois, argmax, mode, pooled_height, pooled_width, batch_size, channels,
+      height, width);
   c10::cuda::CUDAGuard guard(grad.device());
   at::Tensor grad_input =
       at::zeros({batch_size, channels, height, width}, grad.options());
   const int64_t n = grad.numel();
-  if (n == 0 || rois.size(0) == 0) return grad_input;
+  if (n == 0 || sz.num_rois == 0) return grad_input;
 
   at::Tensor grad_c = grad.contiguous();
   at::Tensor rois_c = rois.to(grad.scalar_type()).contiguous();
@@ -301,10 +285,9 @@ at::Tensor backward_cuda(
             n, grad_c.data_ptr<scalar_t>(), rois_c.data_ptr<scalar_t>(),
             mode_has_argmax(mode) ? argmax_c.data_ptr<int>() : nullptr,
             static_cast<at::opmath_type<scalar_t>>(spatial_scale), batch_size,
-            static_cast<int>(channels), static_cast<int>(height),
-            static_cast<int>(width), static_cast<int>(pooled_height),
-            static_cast<int>(pooled_width), static_cast<int>(sampling_ratio), aligned,
-            mode, grad_input.data_ptr<scalar_t>());
+            static_cast<int>(channels), sz.height, sz.width, sz.pooled_height,
+            sz.pooled_width, static_cast<int>(sampling_ratio), aligned, mode,
+            grad_input.data_ptr<scalar_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
   return grad_input;
