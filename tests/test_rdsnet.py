@@ -5,6 +5,7 @@ import os
 
 import pytest
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from detectron2.layers import ShapeSpec
@@ -32,7 +33,7 @@ from rdsnet import (
     sample_maps,
 )
 from segzoo.errors import ConfigError
-from segzoo.modeling import build_slim_resnet_fpn
+from segzoo.modeling import build_slim_resnet_fpn, conv_tower
 
 SHAPES = "configs/RDSNet/shapes_R_18.yaml"
 SHAPES_MBRM = "configs/RDSNet/shapes_R_18_mbrm.yaml"
@@ -449,6 +450,25 @@ def test_cls_and_box_towers_are_the_authors_gn_towers():
     assert [type(m).__name__ for m in plain.head.cls_subnet] == ["Conv2d", "ReLU"] * 4
     assert all(m.bias is not None for m in plain.head.cls_subnet if isinstance(m, torch.nn.Conv2d))
     assert any(isinstance(m, torch.nn.GroupNorm) for m in plain.head.obj_subnet)
+
+
+def test_conv_tower_norm_by_name_or_function():
+    """segzoo's conv_tower (RDSNet's, RetinaNet-GN's and FCOS's towers): a norm given by name or
+    by a function builds the same modules with the same seeded weights; a function needs an
+    explicit conv bias."""
+    def build(*args, **kwargs):
+        torch.manual_seed(0)
+        return conv_tower(*args, **kwargs)
+
+    named, made = build(32, [64, 64], "GN"), build(32, [64, 64], lambda c: nn.GroupNorm(32, c), bias=False)
+    assert str(named) == str(made) and named[0].bias is None
+    a, b = named.state_dict(), made.state_dict()
+    assert list(a) == ["0.weight", "1.weight", "1.bias", "3.weight", "4.weight", "4.bias"]
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert [type(m) for m in build(32, [64], "")] == [nn.Conv2d, nn.ReLU]
+    assert build(32, [64], None)[0].bias is not None and len(build(32, [], "GN")) == 0
+    with pytest.raises(ValueError, match="bias"):
+        conv_tower(32, [64], lambda c: None)
 
 
 @pytest.mark.parametrize("top_levels,p6,top_in,top_block,levels", [
