@@ -10,7 +10,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.structures import BitMasks, Instances, PolygonMasks
 
 from blendmask import convert_adelaidet_state_dict, semantic_targets
-from model_inputs import REPO, model_from, predict_blank_image, synthetic_batch, synthetic_image, train_step
+from model_inputs import REPO, config, model_from, predict_blank_image, synthetic_batch, synthetic_image, train_step
 
 CONFIGS = "configs/BlendMask"
 
@@ -226,6 +226,32 @@ def test_adelaidet_checkpoint_keys_load(tmp_path):
     DetectionCheckpointer(few).load(str(path))
     assert torch.equal(few.head.cls_logits.weight, before)
     torch.testing.assert_close(few.top_layer.weight, adelai["top_layer.weight"])
+
+
+def test_backbone_is_the_library_fpn_builder_with_top_levels():
+    """build_fcos_resnet_fpn_backbone is segzoo's build_slim_resnet_fpn: TOP_LEVELS 2 gives the
+    P6/P7 builder's network and weights exactly, 1 a conv P6 from P5, 0 no extra level."""
+    from detectron2.layers import ShapeSpec
+    from detectron2.modeling import BACKBONE_REGISTRY
+    from detectron2.modeling.backbone.fpn import LastLevelP6P7
+
+    from segzoo.modeling import LastLevelP6
+
+    def build(name, *opts):
+        torch.manual_seed(0)
+        return BACKBONE_REGISTRY.get(name)(config(f"{CONFIGS}/shapes_R_18.yaml", *opts), ShapeSpec(channels=3))
+
+    fcos, p67 = build("build_fcos_resnet_fpn_backbone"), build("build_slim_resnet_fpn_p67_backbone")
+    assert isinstance(fcos.top_block, LastLevelP6P7) and str(fcos) == str(p67)
+    a, b = fcos.state_dict(), p67.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    x = torch.randn(1, 3, 64, 64)
+    assert all(torch.equal(u, v) for u, v in zip(fcos(x).values(), p67(x).values()))
+    one = build("build_fcos_resnet_fpn_backbone", "MODEL.FCOS.TOP_LEVELS", "1")
+    assert isinstance(one.top_block, LastLevelP6) and one.top_block.in_feature == "p5"
+    assert list(one.output_shape()) == ["p3", "p4", "p5", "p6"]
+    zero = build("build_fcos_resnet_fpn_backbone", "MODEL.FCOS.TOP_LEVELS", "0")
+    assert zero.top_block is None and list(zero.output_shape()) == ["p3", "p4", "p5"]
 
 
 @pytest.mark.parametrize(

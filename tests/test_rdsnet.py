@@ -5,12 +5,15 @@ import os
 
 import pytest
 import torch
+from torch import nn
 from torch.nn import functional as F
 
+from detectron2.layers import ShapeSpec
 from detectron2.utils.events import EventStorage
 
 from model_inputs import (
     REPO,
+    config,
     model_from,
     predict_blank_image,
     synthetic_batch,
@@ -30,6 +33,7 @@ from rdsnet import (
     sample_maps,
 )
 from segzoo.errors import ConfigError
+from segzoo.modeling import build_slim_resnet_fpn, conv_tower
 
 SHAPES = "configs/RDSNet/shapes_R_18.yaml"
 SHAPES_MBRM = "configs/RDSNet/shapes_R_18_mbrm.yaml"
@@ -448,6 +452,54 @@ def test_cls_and_box_towers_are_the_authors_gn_towers():
     assert any(isinstance(m, torch.nn.GroupNorm) for m in plain.head.obj_subnet)
 
 
+def test_conv_tower_norm_by_name_or_function():
+    """segzoo's conv_tower (RDSNet's, RetinaNet-GN's and FCOS's towers): a norm given by name or
+    by a function builds the same modules with the same seeded weights; a function needs an
+    explicit conv bias."""
+    def build(*args, **kwargs):
+        torch.manual_seed(0)
+        return conv_tower(*args, **kwargs)
+
+    named, made = build(32, [64, 64], "GN"), build(32, [64, 64], lambda c: nn.GroupNorm(32, c), bias=False)
+    assert str(named) == str(made) and named[0].bias is None
+    a, b = named.state_dict(), made.state_dict()
+    assert list(a) == ["0.weight", "1.weight", "1.bias", "3.weight", "4.weight", "4.bias"]
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert [type(m) for m in build(32, [64], "")] == [nn.Conv2d, nn.ReLU]
+    assert build(32, [64], None)[0].bias is not None and len(build(32, [], "GN")) == 0
+    with pytest.raises(ValueError, match="bias"):
+        conv_tower(32, [64], lambda c: None)
+
+
+@pytest.mark.parametrize("top_levels,p6,top_in,top_block,levels", [
+    (0, "max_pool", "p5", None, ["p3", "p4", "p5"]),
+    (1, "max_pool", "p5", "LastLevelMaxPool", ["p3", "p4", "p5", "p6"]),
+    (1, "conv", "res5", "LastLevelP6", ["p3", "p4", "p5", "p6"]),
+    (2, "max_pool", "p5", "LastLevelP6P7", ["p3", "p4", "p5", "p6", "p7"]),
+    (2, "conv", "res5", "LastLevelP6P7", ["p3", "p4", "p5", "p6", "p7"]),
+])
+def test_slim_resnet_fpn_top_levels(top_levels, p6, top_in, top_block, levels):
+    cfg = config(SHAPES)
+    fpn = build_slim_resnet_fpn(cfg, ShapeSpec(channels=3), top_levels=top_levels, p6=p6, top_in_feature=top_in)
+    assert type(fpn.top_block).__name__ == top_block if top_block else fpn.top_block is None
+    out = fpn(torch.randn(1, 3, 64, 64))
+    assert list(out) == levels and all(v.shape[1] == 64 for v in out.values())
+    if top_in == "res5":  # from the 256-channel res5 of the slim R-18
+        assert fpn.top_block.p6.in_channels == 256
+
+
+def test_slim_resnet_fpn_bad_top_levels():
+    cfg, shape = config(SHAPES), ShapeSpec(channels=3)
+    with pytest.raises(ValueError, match="top_levels"):
+        build_slim_resnet_fpn(cfg, shape, top_levels=3)
+    with pytest.raises(ValueError, match="p6"):
+        build_slim_resnet_fpn(cfg, shape, top_levels=1, p6="avg_pool")
+    with pytest.raises(ValueError, match="max-pooled"):
+        build_slim_resnet_fpn(cfg, shape, top_levels=1, top_in_feature="res5")
+    with pytest.raises(ValueError, match="bottom-up"):
+        build_slim_resnet_fpn(cfg, shape, top_levels=2, top_in_feature="res2")
+
+
 def test_gn_towers_fit_a_batch_faster_than_plain_ones():
     """The reason the authors normalise the towers: with N(0, 0.01) convs the plain towers shrink
     the signal layer by layer and the classifier barely moves in a short fit."""
@@ -484,8 +536,6 @@ def test_training_crop_margin_is_one_embedding_pixel(monkeypatch):
 
 
 def test_coco_configs_follow_the_authors_recipe():
-    from model_inputs import config
-
     cfg = config("configs/RDSNet/R_50_1x.yaml")
     assert cfg.MODEL.RDSNET.HEAD_NORM == "GN" and cfg.MODEL.RDSNET.PIXEL_CONV_DIM == 256
     assert tuple(cfg.INPUT.MIN_SIZE_TRAIN) == (800,)

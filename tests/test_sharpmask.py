@@ -143,6 +143,22 @@ def test_refinement_resolution_and_trunk_shapes(topology, skip_channels):
     assert n_refine < 3e6  # paper: < 3M extra parameters
 
 
+def test_trunk_builder_is_named_explicitly():
+    """The trunk is built with the ResNet builder MODEL.BACKBONE.NAME names, or the bottom-up ResNet
+    builder of a known FPN builder; any other name is one ConfigError naming the key."""
+    from sharpmask.trunk import TRUNK_BUILDERS, trunk_builder
+
+    assert trunk_builder("build_slim_resnet_fpn_p67_backbone") == "build_slim_resnet_backbone"
+    assert trunk_builder("build_resnet_fpn_backbone") == "build_resnet_backbone"
+    assert all(trunk_builder(v) == v for v in TRUNK_BUILDERS.values())
+    ref = model_from(DEEPMASK).state_dict()
+    fpn = model_from(DEEPMASK, "MODEL.BACKBONE.NAME", "build_slim_resnet_fpn_backbone").state_dict()
+    assert list(ref) == list(fpn) and all(torch.equal(ref[k], fpn[k]) for k in ref)
+    for name in ("build_fcos_resnet_fpn_backbone", "build_no_such_backbone"):
+        with pytest.raises(ConfigError, match=f"MODEL.BACKBONE.NAME: {name} is not supported"):
+            model_from(DEEPMASK, "MODEL.BACKBONE.NAME", name)
+
+
 def test_reflect_padding_option():
     assert model_from(DEEPMASK).trunk.resnet.stem.conv1.padding == (0, 0)  # padded by the hook
     assert model_from(DEEPMASK, "MODEL.SHARPMASK.REFLECT_PADDING", "False").trunk.resnet.stem.conv1.padding == (3, 3)

@@ -1,20 +1,34 @@
-"""Slim ResNet backbones for small-data / CPU configs.
+"""Slim ResNet backbones for small-data / CPU configs, and the one ResNet-FPN builder.
 
 Detectron2's ``build_resnet_backbone`` insists on ``RES2_OUT_CHANNELS = 64`` for the
 BasicBlock depths (R18/R34). The builders here accept any width (e.g. 32), otherwise
 building exactly the same network from Detectron2's own ``ResNet``, ``BasicStem`` and
 ``BasicBlock``, and put Detectron2's ``FPN`` on top.
+
+:func:`build_slim_resnet_fpn` is the FPN builder; its ``top_levels`` (0, 1 or 2) are the extra
+levels above the FPN's own: P6 by max-pooling P5 (Detectron2's ``LastLevelMaxPool``, as Mask
+R-CNN) or by a stride-2 conv (:class:`LastLevelP6`, as AdelaiDet's FCOS with P3-P6), or
+P6 / P7 by two stride-2 convs (Detectron2's ``LastLevelP6P7``, as RetinaNet / FCOS / RDSNet).
 """
+from torch import nn
+
+import fvcore.nn.weight_init as weight_init
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, FPN, ResNet, build_resnet_backbone
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool, LastLevelP6P7
 from detectron2.modeling.backbone.resnet import BasicBlock, BasicStem
 
 __all__ = [
+    "LastLevelP6",
+    "TOP_LEVEL_P6_KINDS",
     "build_slim_resnet_backbone",
+    "build_slim_resnet_fpn",
     "build_slim_resnet_fpn_backbone",
     "build_slim_resnet_fpn_p67_backbone",
 ]
+
+# how a single extra level (top_levels=1) is computed
+TOP_LEVEL_P6_KINDS = ("max_pool", "conv")
 
 
 @BACKBONE_REGISTRY.register()
@@ -51,11 +65,61 @@ def build_slim_resnet_backbone(cfg, input_shape: ShapeSpec) -> ResNet:
     )
 
 
-def _fpn(cfg, bottom_up, top_block):
+class LastLevelP6(nn.Module):
+    """One extra level: P6 = conv3x3/2(``in_feature``), c2-xavier initialised (AdelaiDet's)."""
+
+    def __init__(self, in_channels, out_channels, in_feature="p5"):
+        super().__init__()
+        self.num_levels = 1
+        self.in_feature = in_feature
+        self.p6 = nn.Conv2d(in_channels, out_channels, 3, 2, 1)
+        weight_init.c2_xavier_fill(self.p6)
+
+    def forward(self, x):
+        return [self.p6(x)]
+
+
+def build_slim_resnet_fpn(
+    cfg, input_shape: ShapeSpec, *, top_levels: int, p6: str = "max_pool", top_in_feature: str = "p5"
+) -> FPN:
+    """:func:`build_slim_resnet_backbone` + Detectron2's ``FPN`` over ``MODEL.FPN.IN_FEATURES``
+    plus ``top_levels`` extra levels computed from ``top_in_feature`` (an FPN output such as
+    "p5", or a bottom-up feature such as "res5"):
+
+    - 0: none;
+    - 1: P6, ``p6="max_pool"`` (Detectron2's ``LastLevelMaxPool``, from "p5" only) or
+      ``p6="conv"`` (:class:`LastLevelP6`);
+    - 2: P6 and P7 (Detectron2's ``LastLevelP6P7``).
+
+    Raises ValueError for anything else (callers that read the value from a config key re-raise
+    it naming their key)."""
+    if top_levels not in (0, 1, 2):
+        raise ValueError(f"top_levels must be 0, 1 or 2, got {top_levels!r}")
+    if p6 not in TOP_LEVEL_P6_KINDS:
+        raise ValueError(f"p6 must be one of {TOP_LEVEL_P6_KINDS}, got {p6!r}")
+    bottom_up = build_slim_resnet_backbone(cfg, input_shape)
+    out_channels = cfg.MODEL.FPN.OUT_CHANNELS
+    top_block = None
+    if top_levels:
+        if top_in_feature.startswith("p"):  # an FPN output
+            in_channels = out_channels
+        else:
+            shapes = bottom_up.output_shape()
+            if top_in_feature not in shapes:
+                raise ValueError(f"top levels from {top_in_feature!r}: not a bottom-up output ({sorted(shapes)})")
+            in_channels = shapes[top_in_feature].channels
+        if top_levels == 2:
+            top_block = LastLevelP6P7(in_channels, out_channels, in_feature=top_in_feature)
+        elif p6 == "conv":
+            top_block = LastLevelP6(in_channels, out_channels, in_feature=top_in_feature)
+        elif top_in_feature == "p5":
+            top_block = LastLevelMaxPool()
+        else:
+            raise ValueError(f"a max-pooled P6 comes from p5, got top_in_feature {top_in_feature!r}")
     return FPN(
         bottom_up=bottom_up,
         in_features=cfg.MODEL.FPN.IN_FEATURES,
-        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
+        out_channels=out_channels,
         norm=cfg.MODEL.FPN.NORM,
         top_block=top_block,
         fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
@@ -65,12 +129,10 @@ def _fpn(cfg, bottom_up, top_block):
 @BACKBONE_REGISTRY.register()
 def build_slim_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
     """Slim ResNet + FPN with P6 from max-pooling P5 (as Mask R-CNN's FPN)."""
-    return _fpn(cfg, build_slim_resnet_backbone(cfg, input_shape), LastLevelMaxPool())
+    return build_slim_resnet_fpn(cfg, input_shape, top_levels=1, p6="max_pool")
 
 
 @BACKBONE_REGISTRY.register()
 def build_slim_resnet_fpn_p67_backbone(cfg, input_shape: ShapeSpec):
     """Slim ResNet + FPN with P6/P7 computed from P5 (as FCOS / RetinaNet / RDSNet)."""
-    bottom_up = build_slim_resnet_backbone(cfg, input_shape)
-    out_channels = cfg.MODEL.FPN.OUT_CHANNELS
-    return _fpn(cfg, bottom_up, LastLevelP6P7(out_channels, out_channels, in_feature="p5"))
+    return build_slim_resnet_fpn(cfg, input_shape, top_levels=2)

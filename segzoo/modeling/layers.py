@@ -1,11 +1,13 @@
 """Small building blocks shared by the plugins' heads."""
+from typing import Callable, Optional, Sequence, Union
+
 import torch
 from torch import Tensor, nn
 
 from detectron2.layers import get_norm
 from detectron2.structures import BitMasks, Instances, PolygonMasks
 
-__all__ = ["conv_block", "instance_bitmasks", "mask_tight_boxes", "norm_layer"]
+__all__ = ["conv_block", "conv_tower", "instance_bitmasks", "mask_tight_boxes", "norm_layer"]
 
 
 def norm_layer(norm: str, channels: int):
@@ -33,6 +35,41 @@ def conv_block(in_channels, out_channels, kernel_size=3, norm="", activation=Tru
     if activation:
         modules.append(nn.ReLU(inplace=True))
     return nn.Sequential(*modules) if len(modules) > 1 else conv
+
+
+def conv_tower(
+    in_channels: int,
+    conv_dims: Sequence[int],
+    norm: Union[str, None, Callable[[int], Optional[nn.Module]]] = "",
+    *,
+    bias: Optional[bool] = None,
+) -> nn.Sequential:
+    """The dense heads' tower: per entry of ``conv_dims`` a 3x3 conv (weights N(0, 0.01), bias 0),
+    the norm if any, ReLU. Module indices follow Detectron2's towers (conv, [norm,] ReLU per
+    layer), so state-dict keys are ``<i>.weight`` etc.
+
+    ``norm``: a name for :func:`norm_layer` ("" / None: none), or a function making the norm
+    module of a given channel count (None: none), for heads with their own norms (e.g. one batch
+    norm per FPN level). ``bias``: whether the convs have a bias; None: only when there is no norm
+    (``norm`` given by name). Per layer the conv is made and initialised before its norm, so
+    seeded initialisation consumes the random generator as a hand-written tower does."""
+    if bias is None:
+        if callable(norm):
+            raise ValueError("conv_tower: say whether the convs have a bias when norm is a function")
+        bias = not norm
+    make_norm = norm if callable(norm) else (lambda channels: norm_layer(norm, channels))
+    layers = []
+    for c_in, c_out in zip([in_channels] + list(conv_dims), conv_dims):
+        conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=bias)
+        nn.init.normal_(conv.weight, std=0.01)
+        if conv.bias is not None:
+            nn.init.constant_(conv.bias, 0)
+        layers.append(conv)
+        n = make_norm(c_out)
+        if n is not None:
+            layers.append(n)
+        layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
 
 
 def instance_bitmasks(inst: Instances) -> Tensor:

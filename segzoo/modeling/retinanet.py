@@ -8,37 +8,18 @@ the norm, ReLU; convs initialised N(0, 0.01).
 ``MODEL.META_ARCHITECTURE: "NormRetinaNet"`` is Detectron2's ``RetinaNet`` with this head (norm
 from ``MODEL.RETINANET.NORM``); with an empty norm it is exactly Detectron2's head.
 """
-from torch import nn
-
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.modeling.meta_arch.retinanet import RetinaNet, RetinaNetHead
 
-from .layers import norm_layer
+from .layers import conv_tower
 
-__all__ = ["NormRetinaNet", "NormRetinaNetHead", "norm_tower"]
-
-
-def norm_tower(in_channels: int, conv_dims, norm: str) -> nn.Sequential:
-    """``len(conv_dims)`` x (3x3 conv [no bias when normed] + norm + ReLU), convs N(0, 0.01).
-    Module indices follow Detectron2's towers (conv, norm, ReLU per layer)."""
-    layers = []
-    for c_in, c_out in zip([in_channels] + list(conv_dims), conv_dims):
-        conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=not norm)
-        nn.init.normal_(conv.weight, std=0.01)
-        if conv.bias is not None:
-            nn.init.constant_(conv.bias, 0)
-        layers.append(conv)
-        n = norm_layer(norm, c_out)
-        if n is not None:
-            layers.append(n)
-        layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+__all__ = ["NormRetinaNet", "NormRetinaNetHead"]
 
 
 class NormRetinaNetHead(RetinaNetHead):
     """Detectron2's ``RetinaNetHead`` (predictors, their init and prior) with the cls and box
-    towers of :func:`norm_tower`. ``norm=""``: Detectron2's head unchanged."""
+    towers of :func:`~segzoo.modeling.layers.conv_tower`. ``norm=""``: Detectron2's head unchanged."""
 
     @configurable
     def __init__(self, *, input_shape, conv_dims, norm: str = "", **kwargs):
@@ -46,8 +27,8 @@ class NormRetinaNetHead(RetinaNetHead):
         self.norm = norm
         if norm:
             in_channels = input_shape[0].channels
-            self.cls_subnet = norm_tower(in_channels, conv_dims, norm)
-            self.bbox_subnet = norm_tower(in_channels, conv_dims, norm)
+            self.cls_subnet = conv_tower(in_channels, conv_dims, norm)
+            self.bbox_subnet = conv_tower(in_channels, conv_dims, norm)
 
     @classmethod
     def from_config(cls, cfg, input_shape):

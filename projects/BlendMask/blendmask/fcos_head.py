@@ -14,6 +14,7 @@ from torch.nn import functional as F
 from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
 
 from segzoo.errors import ConfigError
+from segzoo.modeling.layers import conv_tower
 
 from .layers import Scale, norm_layer
 
@@ -56,17 +57,10 @@ def _head_norm(norm, channels: int, num_levels: int) -> Optional[nn.Module]:
 
 
 def _tower(num_convs, channels, norm, num_levels):
-    layers = []
-    for _ in range(num_convs):
-        conv = nn.Conv2d(channels, channels, 3, padding=1, bias=True)
-        nn.init.normal_(conv.weight, std=0.01)
-        nn.init.constant_(conv.bias, 0)
-        layers.append(conv)
-        n = _head_norm(norm, channels, num_levels)
-        if n is not None:
-            layers.append(n)
-        layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
+    """``num_convs`` x (3x3 conv with bias, N(0, 0.01) + head norm + ReLU), AdelaiDet's layout."""
+    return conv_tower(
+        channels, [channels] * num_convs, lambda c: _head_norm(norm, c, num_levels), bias=True
+    )
 
 
 def _run_tower(tower: nn.Sequential, x, level: int):

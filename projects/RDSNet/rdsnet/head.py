@@ -7,7 +7,8 @@ from torch.nn import functional as F
 
 from detectron2.config import configurable
 
-from segzoo.modeling.retinanet import NormRetinaNetHead, norm_tower
+from segzoo.modeling.layers import conv_tower
+from segzoo.modeling.retinanet import NormRetinaNetHead
 
 __all__ = ["RDSNetHead"]
 
@@ -24,7 +25,7 @@ class RDSNetHead(NormRetinaNetHead):
         self.repr_dim = repr_dim
         self.num_anchors = kwargs["num_anchors"]
         channels = kwargs["input_shape"][0].channels
-        self.obj_subnet = norm_tower(channels, [channels] * repr_num_convs, repr_norm)
+        self.obj_subnet = conv_tower(channels, [channels] * repr_num_convs, repr_norm)
         self.obj_pred = nn.Conv2d(channels, kwargs["num_anchors"] * 2 * repr_dim, 3, padding=1)
         nn.init.normal_(self.obj_pred.weight, std=0.01)
         nn.init.constant_(self.obj_pred.bias, 0)

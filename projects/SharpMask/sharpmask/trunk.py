@@ -15,7 +15,27 @@ from detectron2.modeling.backbone.resnet import BasicStem
 
 from segzoo.errors import ConfigError
 
-__all__ = ["DeepMaskTrunk", "DeepMaskHead", "use_reflect_padding"]
+__all__ = ["DeepMaskTrunk", "DeepMaskHead", "TRUNK_BUILDERS", "trunk_builder", "use_reflect_padding"]
+
+# MODEL.BACKBONE.NAME -> the ResNet builder of the trunk: a ResNet builder itself, or the one an
+# FPN builder puts its FPN on (the trunk is the bottom-up ResNet alone).
+TRUNK_BUILDERS = {
+    "build_resnet_backbone": "build_resnet_backbone",
+    "build_resnet_fpn_backbone": "build_resnet_backbone",
+    "build_retinanet_resnet_fpn_backbone": "build_resnet_backbone",
+    "build_slim_resnet_backbone": "build_slim_resnet_backbone",
+    "build_slim_resnet_fpn_backbone": "build_slim_resnet_backbone",
+    "build_slim_resnet_fpn_p67_backbone": "build_slim_resnet_backbone",
+}
+
+
+def trunk_builder(backbone_name: str) -> str:
+    """The registered ResNet builder a DeepMask / SharpMask trunk is built with for
+    ``MODEL.BACKBONE.NAME`` (:data:`TRUNK_BUILDERS`); ConfigError for any other name."""
+    if backbone_name not in TRUNK_BUILDERS:
+        raise ConfigError(f"MODEL.BACKBONE.NAME: {backbone_name} is not supported for the DeepMask/SharpMask "
+                          f"trunk (use one of {', '.join(TRUNK_BUILDERS)})")
+    return TRUNK_BUILDERS[backbone_name]
 
 
 def _reflect_pad_hook(module, inputs):
@@ -38,7 +58,7 @@ def use_reflect_padding(module: nn.Module) -> int:
 
 
 class DeepMaskTrunk(nn.Module):
-    """ResNet (any Detectron2 ResNet builder) through res4 + 1x1 reduce + 10x10 "fc".
+    """ResNet (the builder :func:`trunk_builder` names) through res4 + 1x1 reduce + 10x10 "fc".
 
     ``features(x)`` returns the bottom-up maps the refinement reads (``conv1`` at stride 2 is
     the stem's conv before its max-pool; then res2..res4) plus the reduced res4 map;
@@ -53,13 +73,7 @@ class DeepMaskTrunk(nn.Module):
         bcfg.defrost()
         wanted = [f for f in s.SKIP_FEATURES if f.startswith("res")] + [s.TRUNK_FEATURE]
         bcfg.MODEL.RESNETS.OUT_FEATURES = sorted(set(wanted))
-        name = cfg.MODEL.BACKBONE.NAME
-        if name.endswith("_fpn_backbone") or name.endswith("_fpn_p67_backbone"):
-            name = name.replace("_fpn_p67_backbone", "_backbone").replace("_fpn_backbone", "_backbone")
-        try:
-            self.resnet = BACKBONE_REGISTRY.get(name)(bcfg, input_shape)
-        except KeyError as e:
-            raise ConfigError(f"MODEL.BACKBONE.NAME: {cfg.MODEL.BACKBONE.NAME} is not a registered backbone") from e
+        self.resnet = BACKBONE_REGISTRY.get(trunk_builder(cfg.MODEL.BACKBONE.NAME))(bcfg, input_shape)
         if not hasattr(self.resnet, "stem") or not isinstance(self.resnet.stem, BasicStem):
             raise ConfigError("DeepMask/SharpMask need a Detectron2 ResNet trunk (BasicStem + res stages)")
         shapes = self.resnet.output_shape()
