@@ -8,7 +8,7 @@ import segzoo  # noqa: F401  (first: makes Detectron2 importable without its com
 from .config import add_rdsnet_config  # noqa: E402
 from .geometry import correlate, crop_masks, expand_boxes, pixel_ranges, sample_maps  # noqa: E402
 from .head import RDSNetHead  # noqa: E402
-from .mask_loss import ohem_instance_losses, ohem_select  # noqa: E402
+from .mask_loss import ImageMaskTargets, correlation_mask_loss, ohem_instance_losses, ohem_select  # noqa: E402
 from .mbrm import MBRM, mask_tight_boxes  # noqa: E402
 from .pixel_stream import PixelStream  # noqa: E402
 from .rdsnet import RDSNet  # noqa: E402
@@ -20,7 +20,9 @@ __all__ = [
     "PixelStream",
     "RDSNet",
     "RDSNetHead",
+    "ImageMaskTargets",
     "add_rdsnet_config",
+    "correlation_mask_loss",
     "correlate",
     "crop_masks",
     "expand_boxes",
