@@ -19,12 +19,12 @@ from detectron2.utils.events import get_event_storage
 
 from segzoo.errors import ConfigError
 from segzoo.modeling.retinanet import NormRetinaNet
-from segzoo.modeling.layers import instance_bitmasks
+from segzoo.modeling.layers import instance_bitmasks, mask_tight_boxes
 
 from .geometry import expand_boxes, pixel_ranges, sample_maps
 from .head import RDSNetHead
 from .mask_loss import ImageMaskTargets, correlation_mask_loss
-from .mbrm import MBRM, mask_tight_boxes
+from .mbrm import MBRM
 from .pixel_stream import PixelStream
 
 __all__ = ["RDSNet"]
