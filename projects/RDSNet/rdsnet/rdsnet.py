@@ -132,7 +132,7 @@ class RDSNet(NormRetinaNet):
             gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
             if self.train_mbrm_only:
                 return self.forward_mbrm_training(images, gt_instances)
-        features, predictions, embeddings = self._streams(images)
+        features, predictions, embeddings = self.streams(images)
         if self.training:
             return self.forward_training(images, features, predictions, embeddings, gt_instances)
         out_sizes = [
@@ -141,9 +141,11 @@ class RDSNet(NormRetinaNet):
         results = self.forward_inference(images, features, predictions, embeddings, out_sizes)
         return [{"instances": r} for r in results]
 
-    def _streams(self, images):
+    def streams(self, images):
         """Backbone, head (with the representation towers: the representations themselves are
-        computed only for the anchors that need them) and pixel stream."""
+        computed only for the anchors that need them) and pixel stream of a preprocessed batch
+        (:meth:`preprocess_image`). Returns (the head's input features, the head's predictions
+        (logits, box deltas, representation towers), the pixel embeddings (N, d, H, W))."""
         features = self.backbone(images.tensor)
         head_features = [features[f] for f in self.head_in_features]
         return head_features, self.head(head_features, dense_repr=False), self.pixel_stream(features)
@@ -232,7 +234,7 @@ class RDSNet(NormRetinaNet):
         """Second stage: the frozen detector's detections on training images that overlap a GT
         box (IoU >= MATCH_IOU) train MBRM against that GT's edges."""
         with torch.no_grad():
-            features, predictions, embeddings = self._streams(images)
+            features, predictions, embeddings = self.streams(images)
             detections = self.detect(features, predictions, images.image_sizes)
         losses = []
         for i, (det, gt) in enumerate(zip(detections, gt_instances)):
