@@ -22,7 +22,7 @@ COMPARE_HELP = """Model-zoo comparison: train and evaluate every method on the s
 and input size, then write a Markdown table, a JSON table and a plot of mask AP against latency.
 
     python -m segzoo.zoo                                  # synthetic shapes, slim R-18, 256 px
-    python -m segzoo.zoo --iters 1000 --methods mask_rcnn_ROIAlignV2 blendmask rdsnet
+    python -m segzoo.zoo --iters 1000 --methods mask_rcnn_ROIAlignV2 retinanet_gn rdsnet_mbrm
     python -m segzoo.zoo --train mydata_train --test mydata_val \\
         --register-coco mydata_train train.json train_images --register-coco mydata_val val.json val_images
     python -m segzoo.zoo --device cuda --backbone R-50 --size 512 --iters 5000
@@ -40,7 +40,7 @@ BENCH_HELP = """Per-method benchmark on the model-zoo harness: inference latency
 training throughput and peak memory.
 
     python -m segzoo.zoo.cli bench                                   # CPU, every method, shapes harness
-    python -m segzoo.zoo.cli bench --methods mask_rcnn_ROIAlignV2 blendmask rdsnet --instances 10 100
+    python -m segzoo.zoo.cli bench --methods mask_rcnn_ROIAlignV2 retinanet_gn rdsnet_mbrm --instances 10 100
     python -m segzoo.zoo.cli bench --device cuda --backbone R-50 --size 800 --batch 2
 
 Untrained weights: the number of instances is forced (score threshold 0, NMS off, at most n per
