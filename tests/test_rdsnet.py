@@ -421,7 +421,7 @@ def test_windowed_masks_equal_full_image_masks():
     x = without_annotations(synthetic_batch())[:1]
     with torch.no_grad():
         images = model.preprocess_image(x)
-        features, predictions, embeddings = model._streams(images)
+        features, predictions, embeddings = model.streams(images)
         det = model.detect(features, predictions, images.image_sizes)[0]
         for out_size in [(128, 160), (200, 250)]:
             in_size = images.image_sizes[0]

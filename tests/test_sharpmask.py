@@ -180,7 +180,7 @@ def _patch_vs_dense(model, iy, ix, dy=0, dx=0):
         feats, emb = model.patch_forward(padded[:, :, y : y + 192, x0 : x0 + 192])
         e_dense = state["emb"][:, iy, ix][None]
         r_patch = model.refinement(emb, model.window_skips(feats))
-        r_dense = model.refinement(e_dense, model._gather_skips(state["feats"], torch.tensor([[iy, ix]])))
+        r_dense = model.refinement(e_dense, model.gather_skips(state["feats"], torch.tensor([[iy, ix]])))
         c_patch, c_dense = model.head.masks(emb), model.head.masks(e_dense)
     rel = lambda a, b: float((a - b).norm() / (b - b.mean()).norm())  # noqa: E731
     return rel(c_patch, c_dense), rel(r_patch, r_dense), float((r_patch.sigmoid() - r_dense.sigmoid()).abs().max())
@@ -208,7 +208,7 @@ def test_region_skip_features_equal_whole_map():
         feats = per_scale[0]["feats"]
         full = model.refinement.skip_maps(feats)
         yx = torch.tensor([[3, 4], [5, 9], [0, 0], [12, 14]])
-        crops = model._gather_skips(feats, yx)
+        crops = model.gather_skips(feats, yx)
     for s_full, crop, t in zip(full, crops, model.refinement.strides):
         n = 160 // t
         for k, (y, x_) in enumerate(yx.tolist()):
@@ -407,7 +407,7 @@ def test_ar_auc_is_ar_averaged_over_log_proposal_counts(toy_dataset):
     boxes = (objects + rng.uniform(-5, 5, size=objects.shape)).round()
     results = [{"image_id": 7, "category_id": 1, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
                 "score": float(s)} for b, s in zip(boxes.tolist(), rng.uniform(size=len(boxes)))]
-    coco = ev._coco_gt
+    coco = ev.coco_gt
     ar = [proposal_recall(coco, results, "bbox", (n,))[f"AR@{n}"] for n in range(1, 21)]
     assert len(set(ar)) > 4 and ar == sorted(ar)  # a real curve
     expected = sum(a * math.log((n + 1) / n) for n, a in enumerate(ar[:-1], 1)) / math.log(20)

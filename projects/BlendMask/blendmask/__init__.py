@@ -17,7 +17,7 @@ from .blender_head import Blender  # noqa: E402
 from .blendmask import BlendMask  # noqa: E402
 from .checkpoint import convert_adelaidet_state_dict  # noqa: E402
 from .config import add_blendmask_config, add_fcos_config  # noqa: E402
-from .fcos import FCOS  # noqa: E402
+from .fcos import FCOS, FCOSPositives  # noqa: E402
 from .fcos_head import FCOSHead  # noqa: E402
 from .fcos_targets import fcos_targets  # noqa: E402
 from .plugin import PLUGIN  # noqa: E402  (the entry point's target)
@@ -27,6 +27,7 @@ __all__ = [
     "BlendMask",
     "Blender",
     "FCOS",
+    "FCOSPositives",
     "FCOSHead",
     "ProtoNet",
     "add_blendmask_config",

@@ -14,9 +14,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.structures import Instances
 
 from segzoo.errors import ConfigError, check_features
-from segzoo.modeling.layers import instance_bitmasks
-
-from .layers import conv_block, norm_layer
+from segzoo.modeling.layers import conv_block, instance_bitmasks, norm_layer
 
 __all__ = ["ProtoNet", "semantic_targets"]
 

@@ -68,12 +68,12 @@ class BlendMask(FCOS):
         return self.top_layer
 
     def forward_training(self, images, features, head_out, locations, gt_instances):
-        losses, extras = self.fcos_losses(head_out, locations, gt_instances)
+        losses, positives = self.fcos_losses(head_out, locations, gt_instances)
         bases, basis_losses = self.basis_module(features, gt_instances)
         losses.update(basis_losses)
-        attentions = flatten_levels(head_out["top_feats"])[extras["pos_inds"]]
+        attentions = flatten_levels(head_out["top_feats"])[positives.location_inds]
         losses.update(
-            self.blender.loss(bases, gt_instances, attentions, extras["gt_inds"], extras["ctr_targets"])
+            self.blender.loss(bases, gt_instances, attentions, positives.gt_inds, positives.ctr_targets)
         )
         return losses
 

@@ -1,7 +1,8 @@
 """FCOS as a Detectron2 meta-architecture (``MODEL.META_ARCHITECTURE: "FCOS"``), AdelaiDet
 flavour. Builds on Detectron2's ``DenseDetector`` (pre-processing, post-processing)."""
 import logging
-from typing import Dict, List, Optional
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -23,7 +24,7 @@ from .checkpoint import register_adelaidet_load_hook
 from .fcos_head import FCOSHead
 from .fcos_targets import centerness_targets, compute_locations, fcos_targets, level_size_ranges
 
-__all__ = ["FCOS", "iou_loss", "flatten_levels"]
+__all__ = ["FCOS", "FCOSPositives", "iou_loss", "flatten_levels"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,21 @@ def flatten_levels(per_level: List[Tensor]) -> Tensor:
     """Per-level (N, D, Hi, Wi) -> (N * sum(Hi*Wi), D), image-major, level, then row-major."""
     n, d = per_level[0].shape[:2]
     return cat([x.permute(0, 2, 3, 1).reshape(n, -1, d) for x in per_level], dim=1).reshape(-1, d)
+
+
+@dataclass(frozen=True)
+class FCOSPositives:
+    """The positive locations of one FCOS loss computation (P of them), which mask heads
+    train on (BlendMask)."""
+
+    #: (P,) int64: the positives' indices into the batch's locations flattened image-major,
+    #: as :func:`flatten_levels` orders them (image, level, then row-major).
+    location_inds: Tensor
+    #: (P,) int64: the GT instance each positive is assigned to, indexed in the concatenation
+    #: of all images' GT instances.
+    gt_inds: Tensor
+    #: (P,) the positives' centerness targets (the weights of their box and mask losses).
+    ctr_targets: Tensor
 
 
 @META_ARCH_REGISTRY.register()
@@ -189,16 +205,14 @@ class FCOS(DenseDetector):
         losses, _ = self.fcos_losses(head_out, locations, gt_instances)
         return losses
 
-    def fcos_losses(self, head_out, locations, gt_instances):
-        """FCOS losses, and the positives' data that mask heads reuse: a dict with
-        ``pos_inds`` (into the flattened image-major locations), ``gt_inds`` (matched GT,
-        indexed in the concatenation of all images' GT), ``ctr_targets``, ``labels``."""
+    def fcos_losses(self, head_out, locations, gt_instances) -> Tuple[Dict[str, Tensor], FCOSPositives]:
+        """FCOS losses, and the positive locations with their GT and centerness targets,
+        which mask heads reuse."""
         labels, reg_targets, gt_inds = fcos_targets(
             locations, self.strides, self.size_ranges, gt_instances, self.num_classes,
             self.center_sampling_radius,
         )
         num_images = len(gt_instances)
-        num_locs = labels.shape[1]
         # image-major flattening, like flatten_levels()
         labels = labels.reshape(-1)
         reg_targets = reg_targets.reshape(-1, 4)
@@ -236,14 +250,8 @@ class FCOS(DenseDetector):
             loss_loc = bbox_reg.sum() * 0
             loss_ctr = ctrness.sum() * 0
         losses = {"loss_fcos_cls": loss_cls, "loss_fcos_loc": loss_loc, "loss_fcos_ctr": loss_ctr}
-        extras = {
-            "pos_inds": pos_inds,
-            "gt_inds": gt_global[pos_inds],
-            "ctr_targets": ctr_targets,
-            "labels": labels[pos_inds],
-            "num_locations_per_image": num_locs,
-        }
-        return losses, extras
+        positives = FCOSPositives(location_inds=pos_inds, gt_inds=gt_global[pos_inds], ctr_targets=ctr_targets)
+        return losses, positives
 
     # -- inference --------------------------------------------------------------------------
     def forward_inference(self, images: ImageList, features, head_out, locations) -> List[Instances]:

@@ -14,13 +14,23 @@ from torch.nn import functional as F
 from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
 
 from segzoo.errors import ConfigError
-from segzoo.modeling.layers import conv_tower
+from segzoo.modeling.layers import conv_tower, norm_layer
 
-from .layers import Scale, norm_layer
-
-__all__ = ["FCOSHead", "LevelNorms"]
+__all__ = ["FCOSHead", "LevelNorms", "Scale"]
 
 _BATCH_NORMS = (nn.modules.batchnorm._BatchNorm, FrozenBatchNorm2d)
+
+
+class Scale(nn.Module):
+    """A learned scalar multiplier (FCOS's per-level regression scale; AdelaiDet's
+    parameter name ``scale``)."""
+
+    def __init__(self, init_value=1.0):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor([float(init_value)]))
+
+    def forward(self, x):
+        return x * self.scale
 
 
 class LevelNorms(nn.ModuleList):

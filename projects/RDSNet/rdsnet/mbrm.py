@@ -21,9 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from segzoo.modeling.layers import mask_tight_boxes  # noqa: F401  (re-exported)
-
-__all__ = ["MBRM", "mask_tight_boxes", "profiles"]
+__all__ = ["MBRM", "profiles"]
 
 _EDGES = ("left", "top", "right", "bottom")  # box coordinate order x0, y0, x1, y1
 

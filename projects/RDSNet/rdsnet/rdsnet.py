@@ -10,23 +10,21 @@ from typing import Dict, List, Tuple
 
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from detectron2.config import configurable
 from detectron2.layers import batched_nms
 from detectron2.modeling import META_ARCH_REGISTRY
-from detectron2.modeling.matcher import Matcher
 from detectron2.structures import Boxes, Instances, pairwise_iou
 from detectron2.utils.events import get_event_storage
 
 from segzoo.errors import ConfigError
 from segzoo.modeling.retinanet import NormRetinaNet
-from segzoo.modeling.layers import instance_bitmasks
+from segzoo.modeling.layers import instance_bitmasks, mask_tight_boxes
 
-from .geometry import correlate, expand_boxes, pixel_ranges, sample_maps
+from .geometry import expand_boxes, pixel_ranges, sample_maps
 from .head import RDSNetHead
-from .mask_loss import ohem_instance_losses
-from .mbrm import MBRM, mask_tight_boxes
+from .mask_loss import ImageMaskTargets, correlation_mask_loss
+from .mbrm import MBRM
 from .pixel_stream import PixelStream
 
 __all__ = ["RDSNet"]
@@ -34,16 +32,6 @@ __all__ = ["RDSNet"]
 logger = logging.getLogger(__name__)
 
 BOX_REFINEMENTS = ("none", "mbrm", "direct")
-
-
-class _RecordingMatcher(Matcher):
-    """Detectron2's Matcher that also keeps the GT index of every anchor from its calls, which
-    ``RetinaNet.label_anchors`` does not return and the mask targets need."""
-
-    def __call__(self, match_quality_matrix):
-        matches, labels = super().__call__(match_quality_matrix)
-        self.recorded.append(matches)
-        return matches, labels
 
 
 @META_ARCH_REGISTRY.register()
@@ -102,9 +90,6 @@ class RDSNet(NormRetinaNet):
         shapes = ret["backbone"].output_shape()
         feature_shapes = [shapes[f] for f in cfg.MODEL.RETINANET.IN_FEATURES]
         ret["head"] = RDSNetHead(cfg, feature_shapes)
-        ret["anchor_matcher"] = _RecordingMatcher(
-            cfg.MODEL.RETINANET.IOU_THRESHOLDS, cfg.MODEL.RETINANET.IOU_LABELS, allow_low_quality_matches=True
-        )
         r, m = cfg.MODEL.RDSNET, cfg.MODEL.MBRM
         ret["pixel_stream"] = PixelStream(
             shapes, in_features=r.PIXEL_IN_FEATURES, conv_dim=r.PIXEL_CONV_DIM, norm=r.PIXEL_NORM, repr_dim=r.REPR_DIM
@@ -147,7 +132,7 @@ class RDSNet(NormRetinaNet):
             gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
             if self.train_mbrm_only:
                 return self.forward_mbrm_training(images, gt_instances)
-        features, predictions, embeddings = self._streams(images)
+        features, predictions, embeddings = self.streams(images)
         if self.training:
             return self.forward_training(images, features, predictions, embeddings, gt_instances)
         out_sizes = [
@@ -156,9 +141,11 @@ class RDSNet(NormRetinaNet):
         results = self.forward_inference(images, features, predictions, embeddings, out_sizes)
         return [{"instances": r} for r in results]
 
-    def _streams(self, images):
+    def streams(self, images):
         """Backbone, head (with the representation towers: the representations themselves are
-        computed only for the anchors that need them) and pixel stream."""
+        computed only for the anchors that need them) and pixel stream of a preprocessed batch
+        (:meth:`preprocess_image`). Returns (the head's input features, the head's predictions
+        (logits, box deltas, representation towers), the pixel embeddings (N, d, H, W))."""
         features = self.backbone(images.tensor)
         head_features = [features[f] for f in self.head_in_features]
         return head_features, self.head(head_features, dense_repr=False), self.pixel_stream(features)
@@ -175,12 +162,32 @@ class RDSNet(NormRetinaNet):
         return losses
 
     @torch.no_grad()
-    def match_anchors(self, anchors, gt_instances):
-        """RetinaNet's ``label_anchors`` plus each anchor's matched GT index."""
-        self.anchor_matcher.recorded = []
-        gt_labels, gt_boxes = self.label_anchors(anchors, gt_instances)
-        matched_idxs, self.anchor_matcher.recorded = self.anchor_matcher.recorded, []
-        return gt_labels, gt_boxes, matched_idxs
+    def match_anchors(self, anchors: List[Boxes], gt_instances: List[Instances]):
+        """RetinaNet's anchor labelling (``RetinaNet.label_anchors``, the same matcher and rules)
+        that also returns each anchor's matched GT index, which the mask targets need.
+
+        Returns three lists with one tensor per image, over the concatenated anchors of all
+        levels (R of them): labels (R,) in {-1 (ignored), 0..K-1, K (background)}, matched GT
+        boxes (R, 4) (meaningful for foreground anchors) and matched GT indices (R,) (likewise).
+        """
+        anchors = Boxes.cat(anchors)
+        gt_labels, matched_gt_boxes, matched_gt_idxs = [], [], []
+        for gt in gt_instances:
+            match_quality_matrix = pairwise_iou(gt.gt_boxes, anchors)
+            matched_idxs, anchor_labels = self.anchor_matcher(match_quality_matrix)
+            del match_quality_matrix
+            if len(gt) > 0:
+                boxes = gt.gt_boxes.tensor[matched_idxs]
+                labels = gt.gt_classes[matched_idxs]
+                labels[anchor_labels == 0] = self.num_classes  # background
+                labels[anchor_labels == -1] = -1  # ignored
+            else:
+                boxes = torch.zeros_like(anchors.tensor)
+                labels = torch.zeros_like(matched_idxs) + self.num_classes
+            gt_labels.append(labels)
+            matched_gt_boxes.append(boxes)
+            matched_gt_idxs.append(matched_idxs)
+        return gt_labels, matched_gt_boxes, matched_gt_idxs
 
     def sample_mask_positives(self, labels: Tensor, matched: Tensor, mask_area: Tensor) -> Tuple[Tensor, Tensor]:
         """Positive anchors (and their GT) that train masks: GT mask area > min_mask_area, at
@@ -195,13 +202,14 @@ class RDSNet(NormRetinaNet):
         return pos, gt
 
     def mask_loss(self, towers, gt_labels, matched_idxs, embeddings, gt_instances) -> Tensor:
-        """Cross-entropy at stride 4 inside each assigned GT box expanded CROP_EXPAND_TRAIN x
-        (outside ignored), OHEM negatives; per instance sum / (kept + 1); summed over the
-        batch's sampled positives and divided by their count + 1."""
+        """:func:`~rdsnet.mask_loss.correlation_mask_loss` of the sampled positives of every image
+        (:meth:`sample_mask_positives`), with their GT boxes expanded CROP_EXPAND_TRAIN x (at
+        least MIN_CROP_MARGIN embedding pixels per side) as the crops.
+
+        ``towers``: the representation towers (:meth:`RDSNetHead.forward` with
+        ``dense_repr=False``); ``gt_labels``, ``matched_idxs``: :meth:`match_anchors`."""
         stride = self.pixel_stream.out_stride
-        H, W = embeddings.shape[-2:]
-        total = embeddings.sum() * 0.0
-        num_pos = 0
+        targets = []
         for i, gt in enumerate(gt_instances):
             if len(gt) == 0:
                 continue
@@ -211,37 +219,22 @@ class RDSNet(NormRetinaNet):
                     "with segmentations"
                 )
             masks = instance_bitmasks(gt).to(embeddings.device)
-            pos, gidx = self.sample_mask_positives(gt_labels[i], matched_idxs[i], masks.flatten(1).sum(dim=1))
+            pos, gt_inds = self.sample_mask_positives(gt_labels[i], matched_idxs[i], masks.flatten(1).sum(dim=1))
             if pos.numel() == 0:
                 continue
-            reprs = self.head.reprs_at(towers, i, pos)
-            h, w = masks.shape[-2:]
-            padded = F.pad(masks.to(embeddings.dtype), (0, W * stride - w, 0, H * stride - h))
-            targets = F.interpolate(padded[None], size=(H, W), mode="bilinear", align_corners=False)[0] >= 0.5
             crops = expand_boxes(
                 gt.gt_boxes.tensor, self.crop_expand_train, self.min_crop_margin * stride, gt.image_size
             )
-            ranges = pixel_ranges(crops, stride, H, W).tolist()
-            for g in gidx.unique().tolist():
-                sel = gidx == g
-                x0, y0, x1, y1 = ranges[g]
-                logits = correlate(reprs[sel], embeddings[i, :, y0:y1, x0:x1])
-                target = targets[g, y0:y1, x0:x1]
-                pixel = F.cross_entropy(
-                    logits, target.long()[None].expand(logits.shape[0], -1, -1), reduction="none"
-                ).flatten(1)
-                fg = target.flatten()[None].expand_as(pixel)
-                losses, _ = ohem_instance_losses(pixel, fg, torch.ones_like(fg), self.ohem_neg_ratio)
-                total = total + losses.sum()
-                num_pos += logits.shape[0]
+            targets.append(ImageMaskTargets(i, self.head.reprs_at(towers, i, pos), gt_inds, masks, crops))
+        loss, num_pos = correlation_mask_loss(embeddings, targets, stride, self.ohem_neg_ratio)
         get_event_storage().put_scalar("num_mask_pos", num_pos / max(len(gt_instances), 1))
-        return total / (num_pos + 1)
+        return loss
 
     def forward_mbrm_training(self, images, gt_instances):
         """Second stage: the frozen detector's detections on training images that overlap a GT
         box (IoU >= MATCH_IOU) train MBRM against that GT's edges."""
         with torch.no_grad():
-            features, predictions, embeddings = self._streams(images)
+            features, predictions, embeddings = self.streams(images)
             detections = self.detect(features, predictions, images.image_sizes)
         losses = []
         for i, (det, gt) in enumerate(zip(detections, gt_instances)):

@@ -117,7 +117,10 @@ def auc_log(ar) -> float:
 
 
 class SegmentProposalEvaluator(DatasetEvaluator):
-    """AR@10/100/1000 (+ by size) of segment and box proposals on a COCO-format dataset."""
+    """AR@10/100/1000 (+ by size) of segment and box proposals on a COCO-format dataset.
+
+    ``coco_gt``: the dataset's ground truth as a pycocotools ``COCO`` (what
+    :func:`proposal_recall` scores against)."""
 
     def __init__(self, dataset_name, tasks=("bbox", "segm"), max_dets=(10, 100, 1000), distributed=True,
                  output_dir=None):
@@ -133,7 +136,7 @@ class SegmentProposalEvaluator(DatasetEvaluator):
             meta.json_file = os.path.join(output_dir, f"{dataset_name}_coco_format.json")
             convert_to_coco_json(dataset_name, meta.json_file)
         with contextlib.redirect_stdout(io.StringIO()):
-            self._coco_gt = COCO(PathManager.get_local_path(meta.json_file))
+            self.coco_gt = COCO(PathManager.get_local_path(meta.json_file))
         self.reset()
 
     @classmethod
@@ -182,7 +185,7 @@ class SegmentProposalEvaluator(DatasetEvaluator):
             if task == "segm" and results and "segmentation" not in results[0]:
                 raise ValueError("segment-proposal recall needs pred_masks in the model's outputs")
             key = "box_proposals" if task == "bbox" else "segm_proposals"
-            out[key] = proposal_recall(self._coco_gt, results, task, self.max_dets, img_ids)
+            out[key] = proposal_recall(self.coco_gt, results, task, self.max_dets, img_ids)
             logger.info("%s AR: %s", key, ", ".join(f"{k} {v:.1f}" for k, v in out[key].items()))
         if self.output_dir:
             PathManager.mkdirs(self.output_dir)

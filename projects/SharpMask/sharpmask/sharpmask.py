@@ -233,7 +233,11 @@ class SharpMask(nn.Module):
             out.append(torch.stack([s_map[:, y : y + n, x : x + n] for y, x in zip(rows, cols)]))
         return out
 
-    def _gather_skips(self, feats, yx):
+    def gather_skips(self, feats, yx):
+        """Per refinement stage, the (n, C, WINDOW/t, WINDOW/t) skip features of the windows at
+        grid positions ``yx`` (n, 2) of a dense pass (``feats``: a scale's ``"feats"`` from
+        :meth:`dense_windows`). The skip convs run only over the region the windows cover (plus
+        their halo), so the crops equal those of the whole-map skip features."""
         return self._crop_skips(self._skip_regions(feats, yx), yx)
 
     def select_windows(self, image, top_n=None, refine=None, base_size=None) -> WindowSet:
