@@ -64,9 +64,10 @@ def test_non_editable_install_runs_outside_the_repository(tmp_path):
     assert r.returncode == 0 and "ALL BUILT 13" in r.stdout, r.stdout[-4000:]
 
     out = elsewhere / "zoo"
-    r = subprocess.run([py, "-m", "segzoo.zoo", "--iters", "2", "--num-train", "8", "--num-val", "2",
-                        "--timed-images", "1", "--proposals", "50", "--output", str(out),
+    r = subprocess.run([py, "-m", "segzoo.zoo",
                         "--methods", "mask_rcnn_ROIAlign", "blendmask", "rdsnet_mbrm", "fast_rcnn_sharpmask",
+                        "--iters", "2", "--num-train", "8", "--num-val", "2", "--timed-images", "1",
+                        "--proposals", "50", "--output", str(out),
                         "MODEL.SHARPMASK.TEST.SCALES", "[1.0]", "MODEL.SHARPMASK.TEST.TOP_N", "50"],
                        cwd=str(elsewhere), env=dict(env, SEGZOO_DATASETS=str(tmp_path / "data")),
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800)
