@@ -69,16 +69,18 @@ fi
 
 # 3. Detectron2: keep a working install; else upstream from git if reachable;
 #    else the registry's sdist of v0.6 (Python files only) built without its
-#    C++ extension and with its model-zoo configs kept.
+#    C++ extension, with its model-zoo configs kept and segzoo's stand-in for
+#    its compiled ops (so that it imports on its own). "Working" means: it
+#    imports in a fresh interpreter outside the repository, before anything of
+#    ours, and has its model-zoo configs.
 d2_ok() {
-  "$PY" - <<'PYEOF' 2>/dev/null
-import importlib.util, os, sys
-spec = importlib.util.find_spec("detectron2")
-if spec is None:
-    sys.exit(1)
-cfg = os.path.join(os.path.dirname(spec.origin), "model_zoo", "configs", "Base-RCNN-FPN.yaml")
+  (cd / && "$PY" - <<'PYEOF' 2>/dev/null
+import os, sys
+import detectron2.engine, detectron2.modeling  # noqa: E401
+cfg = os.path.join(os.path.dirname(detectron2.__file__), "model_zoo", "configs", "Base-RCNN-FPN.yaml")
 sys.exit(0 if os.path.exists(cfg) else 1)
 PYEOF
+  )
 }
 if d2_ok; then
   log "detectron2 already installed"
@@ -109,8 +111,9 @@ for old, new in patches.items():
     text = text.replace(old, new)
 open(path, "w").write(text)
 PYEOF
+  cp segzoo/_detectron2_c_stub.py "$d2dir/detectron2/_C.py"
   pipq install --no-build-isolation --no-deps "$d2dir"
-  d2_ok || { echo "[setup] detectron2 install has no model-zoo configs" >&2; exit 1; }
+  d2_ok || { echo "[setup] detectron2 does not import on its own or has no model-zoo configs" >&2; exit 1; }
 fi
 
 # 4. This project, editable, with its extension (reinstalled when setup.py / pyproject.toml, which
