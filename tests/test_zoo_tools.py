@@ -12,7 +12,7 @@ from segzoo.errors import UserError
 from segzoo.zoo import methods, Harness, Schedule, detections_opts, harness_opts, method_order
 from segzoo.zoo.bench import method_opts
 from segzoo.zoo.measure import peak_memory, run_isolated
-from segzoo.benchmark import build_model_from
+from segzoo.benchmark import build_model_from, random_inputs
 
 from helpers import REPO
 
@@ -74,9 +74,8 @@ def test_forced_detections_give_exactly_n_instances(name, tmp_path):
     torch.manual_seed(0)
     n = 37
     model, _ = build_model_from(m.config_file, [*method_opts(m, h, str(tmp_path)), *detections_opts(m, n)])
-    image = torch.rand(3, 256, 256) * 255
     with torch.no_grad():
-        out = model([{"image": image, "height": 256, "width": 256}])[0]["instances"]
+        out = model(random_inputs(256))[0]["instances"]
     assert len(out) == n
     if m.kind != "boxes":
         assert out.pred_masks.shape[-2:] == (256, 256)
@@ -156,6 +155,13 @@ def test_model_zoo_trains_evaluates_and_reports_every_method(zoo_run):
 
 def test_model_zoo_reuses_finished_runs_and_refuses_mixed_settings(zoo_run):
     out, _ = zoo_run
+    # a run recorded before configs were addressed relative to segzoo's model zoo is still reused
+    stage = os.path.join(out, "blendmask", "zoo_stage.json")
+    with open(stage) as f:
+        settings = json.load(f)
+    settings["config"] = "configs/" + settings["config"]
+    with open(stage, "w") as f:
+        json.dump(settings, f)
     r = run_tool("model_zoo.py", ["--methods", "sharpmask", "blendmask", "--iters", "2", *TINY_DATA, "--timed-images",
                                   "1", "--proposals", "50", "--output", out, *FAST], timeout=300)
     assert r.returncode == 0, r.stdout[-3000:]

@@ -15,8 +15,6 @@ from .optim import build_optimizer
 
 __all__ = ["EVALUATORS", "Trainer", "register_datasets_from_cfg", "setup_cfg"]
 
-logger = logging.getLogger(__name__)
-
 
 def _coco_evaluator(cfg, dataset_name, output_dir):
     return COCOEvaluator(

@@ -97,7 +97,11 @@ class Zoo:
         settings = {"config": m.config, "opts": opts}
         started = os.path.isfile(os.path.join(self.run_dir(m.name), "last_checkpoint"))
         if os.path.isfile(path) and started:
-            if _read_json(path) != settings:
+            recorded = _read_json(path)
+            # runs recorded before configs were addressed relative to segzoo's model zoo
+            if str(recorded.get("config", "")).startswith("configs/"):
+                recorded["config"] = recorded["config"][len("configs/"):]
+            if recorded != settings:
                 raise UserError(f"{self.run_dir(m.name)} holds a {m.name} run with other settings "
                                 f"(see {path}); pick another --output")
         else:  # nothing trained yet: (re)write the settings
