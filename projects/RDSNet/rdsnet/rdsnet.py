@@ -80,9 +80,11 @@ class RDSNet(NormRetinaNet):
         self.mbrm_match_iou = mbrm_match_iou
         self.mbrm_loss_weight = mbrm_loss_weight
         self.mask_chunk = mask_chunk  # detections resampled per batch (sorted by window area)
-        if train_mbrm_only:
-            for name, p in self.named_parameters():
-                p.requires_grad_(name.startswith("mbrm."))
+        # stage 1 trains everything but MBRM (unused there: frozen, as DistributedDataParallel
+        # needs every trainable parameter to take part), stage 2 MBRM alone
+        for name, p in self.named_parameters():
+            if train_mbrm_only or name.startswith("mbrm."):
+                p.requires_grad_(train_mbrm_only == name.startswith("mbrm."))
 
     @classmethod
     def from_config(cls, cfg):
