@@ -20,6 +20,7 @@ axis, in window pixels) at a scale within 2^(1/4) of canonical.
 """
 import copy
 import logging
+import zlib
 from typing import List, Optional
 
 import cv2
@@ -332,11 +333,13 @@ class SharpMaskDatasetMapper:
 
     @configurable
     def __init__(self, sampler: PatchSampler, image_format: str, fill, mask_index: Optional[CategoryBalancedIndex] = None,
-                 dataset=None):
+                 dataset=None, seed: int = -1):
         self.sampler = sampler
         self.image_format = image_format
         self.fill = fill
         self.mask_index, self.dataset = mask_index, dataset
+        self.seed = seed
+        self._mapped = {}  # image key -> how often this mapper has mapped it
         if mask_index is not None and (dataset is None or len(mask_index) == 0):
             raise UserError("category-balanced mask sampling needs training data with usable instances "
                             "(not crowd, area >= MIN_INSTANCE_AREA, sides >= MIN_INSTANCE_SIDE)")
@@ -353,7 +356,7 @@ class SharpMaskDatasetMapper:
             neg_shift_margin=s.NEG_SHIFT_MARGIN, neg_scale_margin=s.NEG_SCALE_MARGIN,
             min_area=s.MIN_INSTANCE_AREA, min_side=s.MIN_INSTANCE_SIDE, flip_prob=s.FLIP_PROB,
         )
-        out = {"sampler": sampler, "image_format": cfg.INPUT.FORMAT, "fill": mean}
+        out = {"sampler": sampler, "image_format": cfg.INPUT.FORMAT, "fill": mean, "seed": cfg.SEED}
         if s.MASK_SAMPLING not in ("category", "image"):
             raise ConfigError(f"MODEL.SHARPMASK.MASK_SAMPLING must be 'category' or 'image', got {s.MASK_SAMPLING!r}")
         if s.MASK_SAMPLING == "category":
@@ -373,9 +376,24 @@ class SharpMaskDatasetMapper:
             raise UserError(f"cannot read image {name}: {e}. Fix or remove it from the dataset.") from e
         return image[:, :, None] if image.ndim == 2 else image
 
+    def rng(self, d) -> np.random.Generator:
+        """The sampling stream of one mapping of ``d``. With ``SEED`` >= 0 it depends only on the
+        seed, the image and how often this mapper has mapped it, not on the process or the
+        order images arrive in (so N training processes draw the patches one process would);
+        with ``SEED`` < 0 it is a draw from the global RNG, which Detectron2 seeds per process
+        and data-loader worker."""
+        if self.seed < 0:
+            return np.random.default_rng(np.random.randint(2 ** 31))
+        key = d.get("image_id")
+        if not isinstance(key, int) or key < 0:
+            key = zlib.crc32(str(d.get("file_name", key)).encode())
+        n = self._mapped.get(key, 0)
+        self._mapped[key] = n + 1
+        return np.random.default_rng([self.seed, key, n])
+
     def __call__(self, dataset_dict):
         d = copy.deepcopy(dataset_dict)
-        rng = np.random.default_rng(np.random.randint(2 ** 31))
+        rng = self.rng(d)
         k, sources = self.sampler.samples_per_image, None
         if self.mask_index is not None:
             sources = []

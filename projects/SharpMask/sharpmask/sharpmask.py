@@ -11,7 +11,8 @@ Losses are sums over samples, as the authors' trainer: the mask loss is each mas
 per-pixel mean, summed over the mask samples; the score loss is SCORE_LOSS_WEIGHT (1/32) times
 the sum over the score samples. At the authors' learning rate this gives their step per sample
 (they average over a batch of 32 and multiply the mask gradient by the batch size), whatever the
-mix of mask and score samples in a batch.
+mix of mask and score samples in a batch. The sums are over the whole batch: with N training
+processes each process's sum is multiplied by N (DistributedDataParallel averages gradients).
 """
 import math
 from typing import Dict, List, Optional
@@ -24,6 +25,7 @@ from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, batched_nms, paste_masks_in_image
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import Boxes, Instances
+from detectron2.utils import comm
 
 from segzoo.errors import ConfigError
 from segzoo.modeling.layers import mask_tight_boxes
@@ -126,7 +128,11 @@ class SharpMask(nn.Module):
         masks = torch.cat([d["masks"] for d in batched_inputs]).to(self.device)
         labels = torch.cat([d["labels"] for d in batched_inputs]).to(self.device)
         mask_sample = torch.cat([d["mask_sample"] for d in batched_inputs]).to(self.device)
-        return self.losses(patches, masks, labels, mask_sample)
+        losses = self.losses(patches, masks, labels, mask_sample)
+        # sums over the whole batch: DistributedDataParallel averages the gradients of the N
+        # processes, each summing over its share of the batch, so each sum counts N times
+        world = comm.get_world_size()
+        return {k: v * world for k, v in losses.items()} if world > 1 else losses
 
     def patch_forward(self, patches):
         """Trunk features and the per-patch 512-d vector of normalized patches (B,3,P,P)."""
