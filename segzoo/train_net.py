@@ -6,7 +6,8 @@ tools/train_net.py:
     python train_net.py --config-file configs/MaskRCNN/shapes_R_18_FPN.yaml
     python train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/model_final.pth
     python train_net.py --config-file ... --resume            # continue from last_checkpoint
-    python train_net.py --config-file ... --num-gpus 8        # DDP, as in Detectron2
+    python train_net.py --config-file ... --num-gpus 8        # DDP, as in Detectron2 (NCCL)
+    python train_net.py --config-file ... --num-gpus 2        # without GPUs: 2 CPU processes (GLOO)
 
 Your own COCO-format data, no Python needed:
 
@@ -25,9 +26,10 @@ import_plugins()  # every installed plugin registers its models
 
 import detectron2.utils.comm as comm  # noqa: E402
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
-from detectron2.engine import default_argument_parser, launch  # noqa: E402
+from detectron2.engine import default_argument_parser  # noqa: E402
 
 from segzoo.engine import Trainer, setup_cfg  # noqa: E402
+from segzoo.engine.distributed import launch  # noqa: E402
 from segzoo.errors import UserError  # noqa: E402
 
 

@@ -11,6 +11,7 @@ from .._compat import detectron2_has_ops
 from ..config import runtime_config
 from ..data import CheckedDatasetMapper, build_train_mapper, ensure_dataset_files, register_datasets_from_cfg
 from ..errors import UserError
+from .distributed import cpu_ddp
 from .optim import build_optimizer
 
 __all__ = ["EVALUATORS", "Trainer", "register_datasets_from_cfg", "setup_cfg"]
@@ -31,7 +32,12 @@ EVALUATORS = {"coco": _coco_evaluator}
 
 
 class Trainer(DefaultTrainer):
-    """DefaultTrainer + evaluator chosen by TEST.EVALUATOR + checked data loading."""
+    """DefaultTrainer + evaluator chosen by TEST.EVALUATOR + checked data loading + multi-process
+    training of CPU models (:func:`~segzoo.engine.distributed.cpu_ddp`)."""
+
+    def __init__(self, cfg):
+        with cpu_ddp():
+            super().__init__(cfg)
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
