@@ -68,17 +68,19 @@ def test_method_order_adds_parents_first():
 
 @pytest.mark.parametrize("name", list(methods()))
 def test_forced_detections_give_exactly_n_instances(name, tmp_path):
-    """The benchmark's latency-vs-instances axis: every method, untrained, returns exactly n."""
+    """The benchmark's latency-vs-instances axis: every method, untrained, returns exactly n, in
+    fp32 and under bf16 autocast."""
     m = methods()[name]
     h = Harness(extra_opts=FAST)
     torch.manual_seed(0)
     n = 37
     model, _ = build_model_from(m.config_file, [*method_opts(m, h, str(tmp_path)), *detections_opts(m, n)])
-    with torch.no_grad():
-        out = model(random_inputs(256))[0]["instances"]
-    assert len(out) == n
-    if m.kind != "boxes":
-        assert out.pred_masks.shape[-2:] == (256, 256)
+    for autocast in (False, True):  # also under CPU bf16 autocast (our ops run in fp32 there)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = model(random_inputs(256))[0]["instances"]
+        assert len(out) == n, autocast
+        if m.kind != "boxes":
+            assert out.pred_masks.shape[-2:] == (256, 256)
 
 
 # --- measuring -------------------------------------------------------------------------------

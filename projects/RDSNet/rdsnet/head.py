@@ -58,7 +58,7 @@ class RDSNetHead(NormRetinaNetHead):
             size = t.shape[-2] * t.shape[-1] * A
             sel = (anchors >= start) & (anchors < start + size)
             if sel.any():
-                out[sel] = self._reprs_in_level(t[image], anchors[sel] - start)
+                out[sel] = self._reprs_in_level(t[image], anchors[sel] - start).to(out.dtype)  # autocast
             start += size
         return out
 
@@ -76,5 +76,5 @@ class RDSNetHead(NormRetinaNetHead):
         out = patches.new_empty((idx.numel(), k))
         for anchor in a.unique().tolist():
             rows = a == anchor
-            out[rows] = patches[rows] @ weight[anchor].t() + bias[anchor]
+            out[rows] = (patches[rows] @ weight[anchor].t() + bias[anchor]).to(out.dtype)
         return out

@@ -272,7 +272,7 @@ class SharpMask(nn.Module):
             boxes[sel] = torch.stack([(cx - half) / sx, (cy - half) / sy, (cx + half) / sx, (cy + half) / sy], 1)
             emb = state["emb"][:, yx[:, 0], yx[:, 1]].t()
             if not refine:
-                masks[sel] = self.head.masks(emb)
+                masks[sel] = self.head.masks(emb).to(masks.dtype)  # fp32 buffers under autocast
                 continue
             regions = self._skip_regions(state["feats"], yx)
             m1 = self.refinement.encode(emb)  # one GEMM for all windows of this scale
@@ -280,7 +280,7 @@ class SharpMask(nn.Module):
             # chunks that stay in cache run several times faster on the CPU
             batch = self.refine_batch or (16 if image.device.type == "cpu" else len(sel))
             for chunk in torch.split(torch.arange(len(sel), device=sel.device), batch):
-                masks[sel[chunk]] = self.refinement.top_down(m1[chunk], self._crop_skips(regions, yx[chunk]))
+                masks[sel[chunk]] = self.refinement.top_down(m1[chunk], self._crop_skips(regions, yx[chunk])).to(masks.dtype)
         return WindowSet(logits, boxes, masks, (h, w))
 
     def windows_to_instances(self, windows: WindowSet, output_size) -> Instances:
