@@ -9,6 +9,8 @@ from .backbone import (  # noqa: F401
     build_slim_resnet_fpn,
     build_slim_resnet_fpn_backbone,
     build_slim_resnet_fpn_p67_backbone,
+    fpn_with_top_levels,
+    slim_resnet,
 )
 
 __all__ = [
@@ -23,8 +25,10 @@ __all__ = [
     "build_slim_resnet_fpn_p67_backbone",
     "conv_block",
     "conv_tower",
+    "fpn_with_top_levels",
     "instance_bitmasks",
     "norm_layer",
     "reduce_mean",
     "reduce_sum",
+    "slim_resnet",
 ]
