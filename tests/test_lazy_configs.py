@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+from omegaconf import ListConfig
 
 from detectron2.config import LazyConfig, instantiate
 
@@ -19,13 +20,41 @@ TWINS = {
     "MaskRCNN/shapes_R_18_FPN_pooler_ROIAlignV2.py": ("MaskRCNN/shapes_R_18_FPN_pooler_ROIAlignV2.yaml", []),
     "MaskRCNN/mask_rcnn_R_50_FPN_1x.py": ("MaskRCNN/mask_rcnn_R_50_FPN_1x.yaml",
                                          ["MODEL.ROI_HEADS.NAME", "AlignFamilyROIHeads"]),
+    "BlendMask/shapes_R_18.py": ("BlendMask/shapes_R_18.yaml", []),
 }
 # untrained models detect little: both twins compared with every candidate kept (lazy overrides, yaml opts)
 ALL_DETECTIONS = {
     "MaskRCNN": (["model.roi_heads.box_predictor.test_score_thresh=0.0"], ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"]),
+    "BlendMask": (["model.score_thresh_test=0.0"], ["MODEL.FCOS.INFERENCE_TH_TEST", "0.0"]),
 }
 # the ones trained here (the shapes regime; COCO configs train on COCO)
 TRAINABLE = [name for name in TWINS if "shapes" in name]
+
+
+def _plain(v, depth=0):
+    """A comparable value: objects (a box transform, a matcher) by their type and attributes;
+    OmegaConf lists (Detectron2's ``instantiate`` keeps them) as lists."""
+    if isinstance(v, ListConfig):
+        v = list(v)
+    if isinstance(v, (list, tuple)):
+        return [_plain(x, depth) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x, depth) for k, x in v.items()}
+    if isinstance(v, torch.Tensor):
+        return tuple(v.shape)
+    if hasattr(v, "__dict__") and not callable(v) and depth < 3:
+        return type(v).__name__, _plain({k: x for k, x in vars(v).items() if not k.startswith("_")}, depth + 1)
+    return v if isinstance(v, (int, float, str, bool, type(None))) else type(v).__name__
+
+
+def _settings(model):
+    """Every module's plain (non-tensor, non-module) attributes: thresholds, strides, scales..."""
+    out = {f"{name}.{k}": _plain(v) for name, m in model.named_modules() for k, v in vars(m).items()
+           if not k.startswith("_") and k != "training" and not isinstance(v, (torch.Tensor, torch.nn.Module))}
+    for k, v in out.items():  # FastRCNNOutputLayers weighs a loss missing from loss_weight by 1.0
+        if k.endswith("box_predictor.loss_weight") and isinstance(v, dict):
+            out[k] = {"loss_cls": 1.0, "loss_box_reg": 1.0, **v}
+    return out
 
 
 def _load(name, *overrides):
@@ -42,6 +71,8 @@ def test_lazy_config_builds_its_yaml_twin(name):
     yacs, _ = build_model_from(os.path.join(REPO, "configs", config), ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", *opts])
     shapes = {k: tuple(v.shape) for k, v in lazy.state_dict().items()}
     assert shapes == {k: tuple(v.shape) for k, v in yacs.state_dict().items()}
+    a, b = _settings(lazy), _settings(yacs)
+    assert a == b, {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
     # the same detections with the same weights, every candidate kept
     lazy = instantiate(_load(name, *lazy_all).model).eval()
     yacs, _ = build_model_from(os.path.join(REPO, "configs", config),
