@@ -63,6 +63,14 @@ def _load(name, *overrides):
 
 
 @pytest.mark.parametrize("name", list(TWINS))
+def test_lazy_config_has_what_lazyconfig_train_net_reads(name):
+    cfg = _load(name)
+    assert {"model", "dataloader", "optimizer", "lr_multiplier", "train"} <= set(cfg), sorted(cfg)
+    assert {"train", "test", "evaluator"} <= set(cfg.dataloader), sorted(cfg.dataloader)
+    assert cfg.lr_multiplier.scheduler.get("num_updates", cfg.train.max_iter) == cfg.train.max_iter
+
+
+@pytest.mark.parametrize("name", list(TWINS))
 def test_lazy_config_builds_its_yaml_twin(name):
     config, opts = TWINS[name]
     lazy_all, yacs_all = ALL_DETECTIONS[name.split("/")[0]]
