@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 OUTPUT ?= output/demo
 
-.PHONY: setup demo test lint zoo bench-zoo bench-ops build clean
+.PHONY: setup demo test test-v0.6 lint zoo bench-zoo bench-ops build clean
 
 setup:  ## create .venv and install everything (idempotent)
 	bash tools/setup_env.sh
@@ -12,6 +12,10 @@ demo: setup  ## generate the synthetic data, train + evaluate Mask R-CNN, write 
 
 test: setup lint  ## lint, then the test suite
 	$(PY) -m pytest -q tests
+
+test-v0.6: setup  ## the non-slow tests against Detectron2 v0.6 (registry sdist, put first on PYTHONPATH)
+	bash tools/setup_env.sh --v0.6-overlay
+	SEGZOO_EXPECT_DETECTRON2=v0.6 PYTHONPATH=$(CURDIR)/.venv/detectron2-v0.6 $(PY) -m pytest -q -m "not slow" tests
 
 lint: setup  ## ruff (configured in pyproject.toml)
 	$(PY) -m ruff check .

@@ -12,7 +12,7 @@ missing) propagates unchanged. Calling an op on the stand-in raises an error tha
 import importlib
 import sys
 
-__all__ = ["ensure_detectron2_ops", "detectron2_has_ops"]
+__all__ = ["ensure_detectron2_ops", "detectron2_has_ops", "detectron2_description"]
 
 _HAS_OPS = None
 
@@ -38,3 +38,18 @@ def ensure_detectron2_ops() -> bool:
 
 def detectron2_has_ops() -> bool:
     return ensure_detectron2_ops()
+
+
+def detectron2_description() -> str:
+    """One line naming the Detectron2 in use: distribution, version, compiled ops, location."""
+    import os
+    from importlib import metadata
+
+    import detectron2
+
+    where = os.path.dirname(os.path.dirname(os.path.abspath(detectron2.__file__)))
+    dist = next((d for d in metadata.distributions(path=[where])
+                 if (d.metadata["Name"] or "").lower() in ("detectron2", "pb1-detectron2")), None)
+    name = dist.metadata["Name"] if dist is not None else "detectron2"
+    ops = "compiled ops" if ensure_detectron2_ops() else "no compiled ops (segzoo stand-in)"
+    return f"{name} {detectron2.__version__}, {ops}, at {where}"

@@ -9,6 +9,12 @@ from helpers import REPO, TINY_COCO
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+def pytest_report_header(config):
+    from segzoo._compat import detectron2_description
+
+    return [f"torch {torch.__version__}; {detectron2_description()}"]
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

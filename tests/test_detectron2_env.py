@@ -21,7 +21,12 @@ print("STUB" if getattr(ops, "SEGZOO_STUB", False) else "COMPILED")
 
 
 def _fresh_python(code, tmp_path):
+    # nothing of ours on the path; a Detectron2 put first on it (`make test-v0.6`) stays
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    keep = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+            if p and os.path.isfile(os.path.join(p, "detectron2", "__init__.py"))]
+    if keep:
+        env["PYTHONPATH"] = os.pathsep.join(keep)
     return subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), env=env, capture_output=True, text=True,
                           timeout=600)
 
@@ -41,3 +46,23 @@ def test_stand_in_ops_name_the_missing_op():
     with pytest.raises(AttributeError, match=r"detectron2._C.nms_rotated is not available: .* without its compiled"):
         ops.nms_rotated
 
+
+
+def test_detectron2_is_the_one_ci_asked_for():
+    """CI runs the suite against upstream main (built from its source archive) and against v0.6."""
+    want = os.environ.get("SEGZOO_EXPECT_DETECTRON2")
+    if not want:
+        pytest.skip("SEGZOO_EXPECT_DETECTRON2 is not set (CI sets it to main or v0.6)")
+    from importlib import metadata
+
+    import detectron2
+
+    where = os.path.dirname(os.path.dirname(os.path.abspath(detectron2.__file__)))
+    names = {(d.metadata["Name"] or "").lower() for d in metadata.distributions(path=[where])}
+    desc = segzoo._compat.detectron2_description()
+    if want == "main":
+        assert "detectron2" in names and segzoo.detectron2_has_ops(), desc
+    elif want == "v0.6":
+        assert "pb1-detectron2" in names and not segzoo.detectron2_has_ops(), desc
+    else:
+        pytest.fail(f"SEGZOO_EXPECT_DETECTRON2={want!r}: expected main or v0.6")

@@ -8,6 +8,11 @@
 #   PYTHON       interpreter used to create the venv (default: python3)
 #   FORCE_CUDA=1 compile the CUDA kernels even without a visible GPU
 #   TORCH_CUDA_ARCH_LIST, MAX_JOBS  passed to torch's extension builder
+#   D2_SOURCE    Detectron2 source archive or folder to build when no Detectron2 works yet and
+#                GitHub is not reachable (default: ../shared/vendor/detectron2-*.tar.gz if there)
+#
+# With --v0.6-overlay: (also) installs Detectron2 v0.6 from the package registry into
+# .venv/detectron2-v0.6, to be put first on PYTHONPATH (`make test-v0.6`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -67,14 +72,16 @@ if [ ! -f "$deps_stamp" ]; then
   touch "$deps_stamp"
 fi
 
-# 3. Detectron2: keep a working install; else upstream from git if reachable;
-#    else the registry's sdist of v0.6 (Python files only) built without its
-#    C++ extension, with its model-zoo configs kept and segzoo's stand-in for
-#    its compiled ops (so that it imports on its own). "Working" means: it
-#    imports in a fresh interpreter outside the repository, before anything of
-#    ours, and has its model-zoo configs.
-d2_ok() {
-  (cd / && "$PY" - <<'PYEOF' 2>/dev/null
+# 3. Detectron2, in this order: keep a working install; else upstream from git if reachable; else
+#    upstream from a source archive or folder (D2_SOURCE, else ../shared/vendor/detectron2-*.tar.gz)
+#    with its compiled C++ ops (CPU); else the registry's sdist of v0.6 (Python files only: built
+#    without the extension, with its model-zoo configs kept and segzoo's stand-in for its compiled
+#    ops, so that it imports on its own). "Working" means: it imports in a fresh interpreter outside
+#    the repository, before anything of ours, and has its model-zoo configs. Detectron2's CUDA ops
+#    are never built (FORCE_CUDA is for segzoo's kernels; ours are the ones we compile-check).
+D2_SOURCE=${D2_SOURCE:-$(ls "$ROOT"/../shared/vendor/detectron2-*.tar.gz 2>/dev/null | sort | tail -1 || true)}
+d2_ok() {  # d2_ok [PYTHONPATH]
+  (cd / && PYTHONPATH="${1:-}" "$PY" - <<'PYEOF' 2>/dev/null
 import os, sys
 import detectron2.engine, detectron2.modeling  # noqa: E401
 cfg = os.path.join(os.path.dirname(detectron2.__file__), "model_zoo", "configs", "Base-RCNN-FPN.yaml")
@@ -82,39 +89,47 @@ sys.exit(0 if os.path.exists(cfg) else 1)
 PYEOF
   )
 }
+d2_install() {  # d2_install SOURCE WORKDIR [pip args]: unpack + patch (tools/detectron2_source.py), install
+  local src=$1 work=$2 tree; shift 2
+  rm -rf "$work"
+  tree=$("$PY" tools/detectron2_source.py "$src" "$work") || return 1
+  env -u FORCE_CUDA "$PY" -m pip --disable-pip-version-check -q install --no-build-isolation --no-deps "$@" "$tree" \
+    2> >(grep -v "^WARNING: Location\|^WARNING: Target directory" >&2)
+}
+d2_sdist() {  # d2_sdist [pip args]: the registry's v0.6 sdist
+  rm -rf "$VENV/src/d2-sdist" && mkdir -p "$VENV/src/d2-sdist"
+  pipq download --no-deps --no-binary :all: --no-build-isolation -d "$VENV/src/d2-sdist" "$D2_SDIST"
+  d2_install "$(ls "$VENV"/src/d2-sdist/pb1-detectron2-*.tar.gz)" "$VENV/src/d2-v0.6" "$@"
+}
+if [ "${1:-}" = "--v0.6-overlay" ]; then
+  # Detectron2 v0.6 in a folder of its own, for PYTHONPATH=<folder>: `make test-v0.6`.
+  overlay="$VENV/detectron2-v0.6"
+  if d2_ok "$overlay" && [ -f "$overlay/.segzoo-v0.6" ]; then
+    log "detectron2 v0.6 overlay already in $overlay"
+  else
+    log "installing $D2_SDIST into $overlay"
+    rm -rf "$overlay"
+    d2_sdist --target "$overlay"
+    d2_ok "$overlay" || { echo "[setup] the detectron2 v0.6 overlay does not import" >&2; exit 1; }
+    touch "$overlay/.segzoo-v0.6"
+  fi
+  exit 0
+fi
+d2_start=$(date +%s)
 if d2_ok; then
   log "detectron2 already installed"
 elif timeout 15 git ls-remote "$D2_GIT" HEAD >/dev/null 2>&1; then
   log "installing detectron2 from $D2_GIT"
-  pipq install --no-build-isolation "git+$D2_GIT"
+  env -u FORCE_CUDA "$PY" -m pip --disable-pip-version-check -q install --no-build-isolation "git+$D2_GIT"
+elif [ -n "$D2_SOURCE" ]; then
+  log "github not reachable: building detectron2 from $D2_SOURCE (compiled C++ ops, CPU)"
+  d2_install "$D2_SOURCE" "$VENV/src/d2-source"
 else
-  log "github not reachable: installing $D2_SDIST (no compiled ops)"
-  src="$VENV/src"
-  rm -rf "$src/d2" && mkdir -p "$src/d2"
-  pipq download --no-deps --no-binary :all: --no-build-isolation -d "$src/d2" "$D2_SDIST"
-  tar -xzf "$src"/d2/pb1-detectron2-*.tar.gz -C "$src/d2"
-  d2dir=$(ls -d "$src"/d2/pb1-detectron2-*/)
-  "$PY" - "$d2dir/setup.py" <<'PYEOF'
-import sys
-path = sys.argv[1]
-text = open(path).read()
-patches = {
-    # the sdist ships no C++/CUDA sources
-    "ext_modules=get_extensions(),": "ext_modules=[],",
-    # keep detectron2/model_zoo/configs (the sdist has no top-level configs/)
-    'package_data={"detectron2.model_zoo": get_model_zoo_configs()},':
-        'package_data={"detectron2.model_zoo": ["configs/*.yaml", "configs/**/*.yaml", "configs/**/*.py"]},',
-}
-for old, new in patches.items():
-    if old not in text:
-        sys.exit(f"unexpected detectron2 setup.py: {old!r} not found")
-    text = text.replace(old, new)
-open(path, "w").write(text)
-PYEOF
-  cp segzoo/_detectron2_c_stub.py "$d2dir/detectron2/_C.py"
-  pipq install --no-build-isolation --no-deps "$d2dir"
-  d2_ok || { echo "[setup] detectron2 does not import on its own or has no model-zoo configs" >&2; exit 1; }
+  log "github not reachable, no source archive (D2_SOURCE): installing $D2_SDIST (no compiled ops)"
+  d2_sdist
 fi
+d2_ok || { echo "[setup] detectron2 does not import on its own or has no model-zoo configs" >&2; exit 1; }
+[ $(( $(date +%s) - d2_start )) -gt 5 ] && log "detectron2 installed in $(( $(date +%s) - d2_start ))s"
 
 # 4. This project, editable, with its extension (reinstalled when setup.py / pyproject.toml, which
 #    declares the plugins' entry points, or csrc/ change).

@@ -32,23 +32,11 @@ install_deps() {
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$KIT"/wheels/*.whl
 }
 install_detectron2() {
-  rm -rf /tmp/d2 && mkdir -p /tmp/d2 && tar -xzf "$KIT/detectron2.tar.gz" -C /tmp/d2 || return 1
-  local d2dir; d2dir=$(ls -d /tmp/d2/*/ | head -1)
   # no compiled ops (ours are ours; a stand-in _C names any op used); the git archive has no
-  # projects/ folder, so package only the projects that are there
-  "$PY" - "$d2dir/setup.py" <<'PYEOF' || return 1
-import sys
-path = sys.argv[1]
-text = open(path).read()
-for old, new in {"ext_modules=get_extensions(),": "ext_modules=[],",
-                 "\nsetup(\n": "\nPROJECTS = {k: v for k, v in PROJECTS.items() if os.path.isdir(v)}\n\nsetup(\n"}.items():
-    if old not in text:
-        sys.exit(f"unexpected detectron2 setup.py: {old!r} not found")
-    text = text.replace(old, new)
-open(path, "w").write(text)
-PYEOF
-  cp segzoo/_detectron2_c_stub.py "$d2dir/detectron2/_C.py"
-  "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --target "$SITE" "$d2dir"
+  # projects/ folders, so only those that are there are packaged (tools/detectron2_source.py)
+  local tree
+  rm -rf /tmp/d2 && tree=$("$PY" tools/detectron2_source.py --python-only "$KIT/detectron2.tar.gz" /tmp/d2) || return 1
+  "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --target "$SITE" "$tree"
 }
 build_segzoo() {
   FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16} \
