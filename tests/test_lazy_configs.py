@@ -21,11 +21,15 @@ TWINS = {
     "MaskRCNN/mask_rcnn_R_50_FPN_1x.py": ("MaskRCNN/mask_rcnn_R_50_FPN_1x.yaml",
                                          ["MODEL.ROI_HEADS.NAME", "AlignFamilyROIHeads"]),
     "BlendMask/shapes_R_18.py": ("BlendMask/shapes_R_18.yaml", []),
+    "BlendMask/R_50_1x.py": ("BlendMask/R_50_1x.yaml", []),
+    "RDSNet/shapes_R_18.py": ("RDSNet/shapes_R_18.yaml", []),
+    "RDSNet/R_50_1x.py": ("RDSNet/R_50_1x.yaml", []),
 }
 # untrained models detect little: both twins compared with every candidate kept (lazy overrides, yaml opts)
 ALL_DETECTIONS = {
     "MaskRCNN": (["model.roi_heads.box_predictor.test_score_thresh=0.0"], ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"]),
     "BlendMask": (["model.score_thresh_test=0.0"], ["MODEL.FCOS.INFERENCE_TH_TEST", "0.0"]),
+    "RDSNet": (["model.test_score_thresh=0.0"], ["MODEL.RETINANET.SCORE_THRESH_TEST", "0.0"]),
 }
 # the ones trained here (the shapes regime; COCO configs train on COCO)
 TRAINABLE = [name for name in TWINS if "shapes" in name]
@@ -79,6 +83,13 @@ def test_lazy_config_builds_its_yaml_twin(name):
     yacs, _ = build_model_from(os.path.join(REPO, "configs", config), ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", *opts])
     shapes = {k: tuple(v.shape) for k, v in lazy.state_dict().items()}
     assert shapes == {k: tuple(v.shape) for k, v in yacs.state_dict().items()}
+    # buffers a checkpoint does not carry (anchors) must be equal by value
+    kept = set(lazy.state_dict())
+    volatile = {k: v for k, v in lazy.named_buffers() if k not in kept}
+    yacs_buffers = dict(yacs.named_buffers())
+    assert set(volatile) == {k for k in yacs_buffers if k not in kept}
+    for k, v in volatile.items():
+        torch.testing.assert_close(v, yacs_buffers[k], rtol=0, atol=0, msg=k)
     a, b = _settings(lazy), _settings(yacs)
     assert a == b, {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
     # the same detections with the same weights, every candidate kept

@@ -14,7 +14,7 @@ from detectron2.solver.build import get_default_optimizer_params, maybe_add_grad
 
 from ..errors import UserError
 
-__all__ = ["build_optimizer", "clip_full_model"]
+__all__ = ["build_optimizer", "clip_full_model", "full_model_clipped"]
 
 
 def clip_full_model(optimizer_type, max_norm: float, norm_type: float = 2.0):
@@ -28,6 +28,19 @@ def clip_full_model(optimizer_type, max_norm: float, norm_type: float = 2.0):
 
     cls = type(optimizer_type.__name__ + "WithFullModelGradientClip", (optimizer_type,), {"step": step})
     return cls
+
+
+def full_model_clipped(optimizer, params, *, max_norm: float, norm_type: float = 2.0, **kwargs):
+    """``optimizer(params, **kwargs)`` (a class, or its import path such as "torch.optim.AdamW")
+    whose gradients are clipped to ``max_norm`` over the whole model: LazyConfig's
+    ``SOLVER.CLIP_GRADIENTS.CLIP_TYPE: "full_model"``."""
+    if isinstance(optimizer, str):
+        from detectron2.utils.registry import locate
+
+        optimizer = locate(optimizer)
+    if max_norm <= 0:
+        raise UserError(f"full-model gradient clipping needs max_norm > 0, got {max_norm}")
+    return clip_full_model(optimizer, max_norm, norm_type)(params, **kwargs)
 
 
 def _with_clipping(cfg, optimizer_type):
