@@ -24,14 +24,20 @@ TWINS = {
     "BlendMask/R_50_1x.py": ("BlendMask/R_50_1x.yaml", []),
     "RDSNet/shapes_R_18.py": ("RDSNet/shapes_R_18.yaml", []),
     "RDSNet/R_50_1x.py": ("RDSNet/R_50_1x.yaml", []),
+    "SharpMask/shapes_deepmask_R_18.py": ("SharpMask/shapes_deepmask_R_18.yaml", []),
+    "SharpMask/shapes_sharpmask_R_18.py": ("SharpMask/shapes_sharpmask_R_18.yaml", []),
+    "SharpMask/deepmask_R_50.py": ("SharpMask/deepmask_R_50.yaml", []),
+    "SharpMask/sharpmask_R_50.py": ("SharpMask/sharpmask_R_50.yaml", []),
 }
 # untrained models detect little: both twins compared with every candidate kept (lazy overrides, yaml opts)
 ALL_DETECTIONS = {
     "MaskRCNN": (["model.roi_heads.box_predictor.test_score_thresh=0.0"], ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"]),
     "BlendMask": (["model.score_thresh_test=0.0"], ["MODEL.FCOS.INFERENCE_TH_TEST", "0.0"]),
     "RDSNet": (["model.test_score_thresh=0.0"], ["MODEL.RETINANET.SCORE_THRESH_TEST", "0.0"]),
+    "SharpMask": ([], []),  # segment proposals: the top windows, no score threshold
 }
-# the ones trained here (the shapes regime; COCO configs train on COCO)
+# the ones trained here (the shapes regime; COCO configs train on COCO). SharpMask's stage 2 starts
+# from stage 1's checkpoint: trained here from scratch (train.init_checkpoint="")
 TRAINABLE = [name for name in TWINS if "shapes" in name]
 
 
@@ -71,7 +77,8 @@ def test_lazy_config_has_what_lazyconfig_train_net_reads(name):
     cfg = _load(name)
     assert {"model", "dataloader", "optimizer", "lr_multiplier", "train"} <= set(cfg), sorted(cfg)
     assert {"train", "test", "evaluator"} <= set(cfg.dataloader), sorted(cfg.dataloader)
-    assert cfg.lr_multiplier.scheduler.get("num_updates", cfg.train.max_iter) == cfg.train.max_iter
+    scheduler = cfg.lr_multiplier.get("scheduler", cfg.lr_multiplier)  # inside a warm-up, or not
+    assert scheduler.get("num_updates", cfg.train.max_iter) == cfg.train.max_iter
 
 
 @pytest.mark.parametrize("name", list(TWINS))
@@ -110,9 +117,51 @@ def test_lazy_config_builds_its_yaml_twin(name):
             assert torch.equal(ia.pred_masks, ib.pred_masks)
 
 
+def _param_groups(optimizer, model):
+    names = {id(p): n for n, p in model.named_parameters()}
+    return sorted((tuple(sorted(names[id(p)] for p in g["params"])),
+                   tuple(sorted((k, str(v)) for k, v in g.items() if k != "params")))
+                  for g in optimizer.param_groups)
+
+
+@pytest.mark.parametrize("name", list(TWINS))
+def test_lazy_config_trains_as_its_yaml_twin(name):
+    """Same optimizer (class, clipping, parameter groups and their hyper-parameters), learning-rate
+    curve, iterations, batch, checkpoint period, initial weights and datasets as the yaml twin."""
+    from detectron2.solver import build_lr_scheduler
+
+    from segzoo.engine.optim import build_optimizer
+
+    config, opts = TWINS[name]
+    cfg = _load(name)
+    torch.manual_seed(0)
+    lazy = instantiate(cfg.model)
+    yacs, ycfg = build_model_from(os.path.join(REPO, "configs", config), ["MODEL.DEVICE", "cpu", *opts])
+    cfg.optimizer.params.model = lazy
+    opt_lazy, opt_yacs = instantiate(cfg.optimizer), build_optimizer(ycfg, yacs)
+    assert type(opt_lazy).__name__ == type(opt_yacs).__name__
+    assert _param_groups(opt_lazy, lazy) == _param_groups(opt_yacs, yacs)
+    # the learning-rate factor along the schedule
+    sched = build_lr_scheduler(ycfg, opt_yacs)
+    multiplier = instantiate(cfg.lr_multiplier)
+    n = ycfg.SOLVER.MAX_ITER
+    points = sorted({0, 1, ycfg.SOLVER.WARMUP_ITERS // 2, ycfg.SOLVER.WARMUP_ITERS, n - 1}
+                    | {s + d for s in ycfg.SOLVER.STEPS for d in (-1, 0, 1)})
+    for i in points:
+        assert multiplier(i / n) == pytest.approx(sched._multiplier(i / n), rel=1e-6, abs=1e-12), i
+    assert cfg.train.max_iter == n
+    assert cfg.train.checkpointer.period == ycfg.SOLVER.CHECKPOINT_PERIOD
+    assert cfg.dataloader.train.total_batch_size == ycfg.SOLVER.IMS_PER_BATCH
+    assert cfg.train.init_checkpoint == ycfg.MODEL.WEIGHTS
+    assert [cfg.dataloader.train.dataset.names] == list(ycfg.DATASETS.TRAIN)
+    assert cfg.dataloader.test.dataset.names == ycfg.DATASETS.TEST[0]
+    if ycfg.SOLVER.CLIP_GRADIENTS.ENABLED:
+        assert cfg.optimizer.max_norm == ycfg.SOLVER.CLIP_GRADIENTS.CLIP_VALUE
+
+
 @pytest.mark.parametrize("name", TRAINABLE)
 def test_lazy_config_trains_a_step(name):
-    cfg = _load(name, "dataloader.train.num_workers=0", "dataloader.train.total_batch_size=2")
+    cfg = _load(name, "dataloader.train.num_workers=0", "dataloader.train.total_batch_size=2", "train.init_checkpoint=")
     torch.manual_seed(0)
     model = instantiate(cfg.model).train()
     cfg.optimizer.params.model = model
@@ -151,7 +200,7 @@ def test_lazyconfig_train_net_trains_and_evaluates(name, tmp_path):
     out = tmp_path / "out"
     r = subprocess.run(
         [sys.executable, str(tool), "--config-file", os.path.join(REPO, "configs", name),
-         "train.max_iter=2", f"train.output_dir={out}", "train.device=cpu", "train.eval_period=0",
+         "train.max_iter=2", "train.init_checkpoint=", f"train.output_dir={out}", "train.device=cpu", "train.eval_period=0",
          "dataloader.train.num_workers=0", "dataloader.test.num_workers=0", "dataloader.train.total_batch_size=2"],
         cwd=str(tmp_path), capture_output=True, text=True, timeout=900,
     )

@@ -141,3 +141,31 @@ def test_mask_samples_are_category_balanced(skewed_dataset):
     stage2 = SharpMaskDatasetMapper(config(SHARPMASK, *opts), True)
     out = stage2(dicts[0])
     assert out["mask_sample"].all() and len(out["mask_sample"]) == 8
+
+
+def test_mapper_from_explicit_arguments_equals_the_config_one(skewed_dataset):
+    """What a LazyConfig builds (explicit arguments, ``mask_datasets``) samples exactly what the
+    yacs config's mapper does, seeded; giving both an index and ``mask_datasets`` is an error."""
+    import torch
+
+    from segzoo.errors import ConfigError
+
+    name, dicts = skewed_dataset
+    opts = ["DATASETS.TRAIN", f"('{name}',)", "MODEL.SHARPMASK.SAMPLES_PER_IMAGE", "8", "INPUT.FORMAT", "BGR",
+            "SEED", "3"]
+    from_cfg = SharpMaskDatasetMapper(config(DEEPMASK, *opts), True)
+    s = from_cfg.sampler
+    explicit = SharpMaskDatasetMapper(
+        sampler=PatchSampler(PatchGeometry(160, 16, 92.0), samples_per_image=8, mask_sample_fraction=0.5,
+                             neg_scale_range=s.neg_scale_range, min_area=s.min_area),
+        image_format="BGR", fill=from_cfg.fill, mask_datasets=[name], seed=3)
+    assert vars(explicit.sampler).keys() == vars(s).keys()
+    assert {k: v for k, v in vars(explicit.sampler).items() if k != "g"} == {k: v for k, v in vars(s).items() if k != "g"}
+    assert explicit.mask_index.categories == from_cfg.mask_index.categories and len(explicit.mask_index) == 102
+    for d in dicts[:4]:
+        a, b = from_cfg(d), explicit(d)
+        for k in ("patches", "masks", "labels", "mask_sample"):
+            assert torch.equal(a[k], b[k]), k
+    with pytest.raises(ConfigError, match="mask_datasets or mask_index"):
+        SharpMaskDatasetMapper(sampler=s, image_format="BGR", fill=from_cfg.fill, mask_index=from_cfg.mask_index,
+                               dataset=from_cfg.dataset, mask_datasets=[name])

@@ -17,6 +17,7 @@ LEVELS = {"p3": 8, "p4": 16, "p5": 32, "p6": 64, "p7": 128}  # FPN output -> str
 REPR_DIM = 32
 
 model = get_config("common/models/retinanet.py").model
+model.backbone.bottom_up.freeze_at = 2  # stem and res2 frozen (as Detectron2's retinanet_R_50_FPN_1x.py)
 model._target_ = RDSNet
 model.head._target_ = RDSNetHead
 model.head.update(norm="GN", repr_dim=REPR_DIM, repr_num_convs=4, repr_norm="GN")

@@ -11,12 +11,12 @@ import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L
 from detectron2.data import build_detection_test_loader, build_detection_train_loader, get_detection_dataset_dicts
 from detectron2.evaluation import COCOEvaluator
-from detectron2.solver import WarmupParamScheduler
 from detectron2.solver.build import get_default_optimizer_params
-from fvcore.common.param_scheduler import MultiStepParamScheduler
 
 from segzoo import detectron2_has_ops  # (importing segzoo registers shapes_train / shapes_val)
 from segzoo.data import CheckedDatasetMapper
+
+from .schedules import multistep
 
 SIZE = 256
 
@@ -62,13 +62,7 @@ optimizer = L(torch.optim.AdamW)(
 def schedule(max_iter: int, warmup: int = 100):
     """Detectron2's WarmupMultiStepLR of the yaml configs: linear warm-up from 0.001 over
     ``warmup`` iterations, x0.1 at 75% and 90% of ``max_iter``."""
-    return L(WarmupParamScheduler)(
-        scheduler=L(MultiStepParamScheduler)(
-            values=[1.0, 0.1, 0.01], milestones=[int(max_iter * 0.75), int(max_iter * 0.9)], num_updates=max_iter
-        ),
-        warmup_length=warmup / max_iter,
-        warmup_factor=0.001,
-    )
+    return multistep(max_iter, [max_iter * 0.75, max_iter * 0.9], warmup=warmup)
 
 
 lr_multiplier = schedule(1000)
@@ -76,6 +70,7 @@ lr_multiplier = schedule(1000)
 train = dict(
     output_dir="./output/shapes",
     init_checkpoint="",
+    seed=-1,  # SEED of the yaml configs (read by Detectron2's default_setup; >= 0: seeded run)
     max_iter=1000,
     amp=dict(enabled=False),
     ddp=dict(broadcast_buffers=False, find_unused_parameters=False, fp16_compression=False),

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from detectron2.config import configurable
 from fvcore.nn import weight_init
 
 from segzoo.errors import ConfigError
@@ -42,14 +43,17 @@ def _conv3x3(cin, cout, topology, init):
 
 
 class SharpMaskRefinement(nn.Module):
-    def __init__(self, cfg, channels: Dict[str, int], strides: Dict[str, int]):
+    @configurable
+    def __init__(self, channels: Dict[str, int], strides: Dict[str, int], *,
+                 skip_features=("res4", "res3", "res2", "conv1"), topology: str = "reference", init: str = "auto",
+                 k: int = 32, skip_dim: int = 64, window: int = 160, embed_dim: int = 512):
+        """``channels`` / ``strides``: of the trunk's features (:class:`DeepMaskTrunk` has both)."""
         super().__init__()
-        s = cfg.MODEL.SHARPMASK
-        self.topology = s.REFINEMENT_TOPOLOGY
+        self.topology = topology
         if self.topology not in REFINEMENT_TOPOLOGIES:
             raise ConfigError(f"MODEL.SHARPMASK.REFINEMENT_TOPOLOGY must be one of {REFINEMENT_TOPOLOGIES}, "
                               f"got {self.topology!r}")
-        self.skip_features = list(s.SKIP_FEATURES)
+        self.skip_features = list(skip_features)
         missing = [f for f in self.skip_features if f not in channels]
         if missing:
             raise ConfigError(f"MODEL.SHARPMASK.SKIP_FEATURES: {missing} are not trunk features {sorted(channels)}")
@@ -57,19 +61,19 @@ class SharpMaskRefinement(nn.Module):
         if any(a != 2 * b for a, b in zip(self.strides, self.strides[1:])) or self.strides[0] != 16:
             raise ConfigError(f"MODEL.SHARPMASK.SKIP_FEATURES must go from stride 16 down by 2x each, got {self.strides}")
         n = len(self.skip_features)
-        widths = [max(s.REFINE_K // 2 ** i, 1) for i in range(n + 1)]  # c_1 .. c_{n+1}
-        self.window_cells = s.WINDOW // 16
+        widths = [max(k // 2 ** i, 1) for i in range(n + 1)]  # c_1 .. c_{n+1}
+        self.window_cells = window // 16
         self.k1 = widths[0]
-        self.m1 = nn.Linear(s.EMBED_DIM, widths[0] * self.window_cells ** 2)  # PyTorch's default init
+        self.m1 = nn.Linear(embed_dim, widths[0] * self.window_cells ** 2)  # PyTorch's default init
         nn.init.zeros_(self.m1.bias)
-        init = s.REFINE_INIT if s.REFINE_INIT != "auto" else ("authors" if self.topology == "reference" else "he")
-        if init not in ("authors", "he"):
-            raise ConfigError(f"MODEL.SHARPMASK.REFINE_INIT must be auto, authors or he, got {s.REFINE_INIT!r}")
+        if init not in ("auto", "authors", "he"):
+            raise ConfigError(f"MODEL.SHARPMASK.REFINE_INIT must be auto, authors or he, got {init!r}")
+        init = init if init != "auto" else ("authors" if self.topology == "reference" else "he")
         reference, t = self.topology == "reference", (self.topology, init)
         self.upsample_mode = "nearest" if reference else "bilinear"
         skips = []
         for i, f in enumerate(self.skip_features):
-            hidden = s.REFINE_SKIP_DIM // 2 if reference and self.strides[i] == 2 else s.REFINE_SKIP_DIM
+            hidden = skip_dim // 2 if reference and self.strides[i] == 2 else skip_dim
             layers = [_conv3x3(channels[f], hidden, *t), nn.ReLU(inplace=True), _conv3x3(hidden, widths[i], *t)]
             layers += [nn.ReLU(inplace=True), _conv3x3(widths[i], widths[i + 1], *t)] if reference else [nn.ReLU(inplace=True)]
             skips.append(nn.Sequential(*layers))
@@ -87,6 +91,13 @@ class SharpMaskRefinement(nn.Module):
             self.merges = nn.ModuleList(_conv3x3(2 * widths[i], widths[i + 1], *t) for i in range(n))
         self.predictor = _conv3x3(widths[n], 1, *t)
         nn.init.normal_(self.predictor.weight, std=0.001)  # start near p = 0.5 everywhere
+
+    @classmethod
+    def from_config(cls, cfg, channels: Dict[str, int], strides: Dict[str, int]):
+        s = cfg.MODEL.SHARPMASK
+        return {"channels": channels, "strides": strides, "skip_features": list(s.SKIP_FEATURES),
+                "topology": s.REFINEMENT_TOPOLOGY, "init": s.REFINE_INIT, "k": s.REFINE_K,
+                "skip_dim": s.REFINE_SKIP_DIM, "window": s.WINDOW, "embed_dim": s.EMBED_DIM}
 
     def skip_maps(self, features: Dict[str, torch.Tensor]) -> List[torch.Tensor]:
         """S^i for every stage, over whole maps (computed once per image scale)."""

@@ -21,7 +21,7 @@ axis, in window pixels) at a scale within 2^(1/4) of canonical.
 import copy
 import logging
 import zlib
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -333,10 +333,21 @@ class SharpMaskDatasetMapper:
 
     @configurable
     def __init__(self, sampler: PatchSampler, image_format: str, fill, mask_index: Optional[CategoryBalancedIndex] = None,
-                 dataset=None, seed: int = -1):
+                 dataset=None, seed: int = -1, mask_datasets: Optional[Sequence[str]] = None):
+        """Mask samples come from the mapped image, or category-balanced (the authors') from
+        ``dataset`` through ``mask_index``, or from the registered datasets ``mask_datasets``
+        (both then built here)."""
         self.sampler = sampler
         self.image_format = image_format
         self.fill = fill
+        if mask_datasets:
+            if mask_index is not None or dataset is not None:
+                raise ConfigError("SharpMaskDatasetMapper: give mask_datasets or mask_index + dataset, not both")
+            dicts = [d for name in mask_datasets for d in DatasetCatalog.get(name)]
+            mask_index = CategoryBalancedIndex(dicts, sampler)
+            dataset = DatasetFromList(dicts, copy=False, serialize=True)  # compact, shared by workers
+            logger.info("SharpMask mask samples: category-balanced over %d usable instances of %d categories",
+                        len(mask_index), len(mask_index.categories))
         self.mask_index, self.dataset = mask_index, dataset
         self.seed = seed
         self._mapped = {}  # image key -> how often this mapper has mapped it
@@ -360,11 +371,7 @@ class SharpMaskDatasetMapper:
         if s.MASK_SAMPLING not in ("category", "image"):
             raise ConfigError(f"MODEL.SHARPMASK.MASK_SAMPLING must be 'category' or 'image', got {s.MASK_SAMPLING!r}")
         if s.MASK_SAMPLING == "category":
-            dicts = [d for name in cfg.DATASETS.TRAIN for d in DatasetCatalog.get(name)]
-            out["mask_index"] = CategoryBalancedIndex(dicts, sampler)
-            out["dataset"] = DatasetFromList(dicts, copy=False, serialize=True)  # compact, shared by workers
-            logger.info("SharpMask mask samples: category-balanced over %d usable instances of %d categories",
-                        len(out["mask_index"]), len(out["mask_index"].categories))
+            out["mask_datasets"] = list(cfg.DATASETS.TRAIN)
         return out
 
     def _read(self, d):

@@ -9,9 +9,10 @@ when run densely over a whole image. Head C: that one vector feeds both the coar
 import torch.nn.functional as F
 from torch import nn
 
+from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
-from detectron2.modeling.backbone.resnet import BasicStem
+from detectron2.modeling.backbone.resnet import BasicStem, ResNet
 
 from segzoo.errors import ConfigError
 
@@ -66,35 +67,51 @@ class DeepMaskTrunk(nn.Module):
     vector, on a whole image one per window position.
     """
 
-    def __init__(self, cfg, input_shape: ShapeSpec):
+    @configurable
+    def __init__(self, resnet: ResNet, *, trunk_feature: str = "res4", reduce_dim: int = 128, embed_dim: int = 512,
+                 window: int = 160, context: int = 16, reflect_padding: bool = True):
+        """``resnet``: a Detectron2 ResNet whose outputs include ``trunk_feature`` (stride 16)
+        and the stages the refinement reads."""
         super().__init__()
+        self.resnet = resnet
+        if not isinstance(getattr(resnet, "stem", None), BasicStem) or not hasattr(resnet, "stages"):
+            raise ConfigError("DeepMask/SharpMask need a Detectron2 ResNet trunk (BasicStem + res stages)")
+        shapes = resnet.output_shape()
+        if trunk_feature not in shapes or shapes[trunk_feature].stride != 16:
+            raise ConfigError(f"MODEL.SHARPMASK.TRUNK_FEATURE must be a stride-16 ResNet stage, got {trunk_feature}")
+        if window % 16 or context % 16:
+            raise ConfigError("MODEL.SHARPMASK.WINDOW and CONTEXT must be multiples of 16 (the trunk stride)")
+        self.trunk_feature = trunk_feature
+        self.window_cells = window // 16
+        self.context_cells = context // 16
+        self.channels = {k: v.channels for k, v in shapes.items()}
+        self.channels["conv1"] = resnet.stem.conv1.out_channels
+        self.strides = {k: v.stride for k, v in shapes.items()}
+        self.strides["conv1"] = 2
+        self.reduce = nn.Conv2d(self.channels[trunk_feature], reduce_dim, 1)
+        self.fc = nn.Conv2d(reduce_dim, embed_dim, self.window_cells)
+        for m in (self.reduce, self.fc):
+            nn.init.kaiming_uniform_(m.weight, a=1)
+            nn.init.zeros_(m.bias)
+        if reflect_padding:
+            use_reflect_padding(self.resnet)
+
+    @classmethod
+    def from_config(cls, cfg, input_shape: ShapeSpec):
         s = cfg.MODEL.SHARPMASK
         bcfg = cfg.clone()
         bcfg.defrost()
         wanted = [f for f in s.SKIP_FEATURES if f.startswith("res")] + [s.TRUNK_FEATURE]
         bcfg.MODEL.RESNETS.OUT_FEATURES = sorted(set(wanted))
-        self.resnet = BACKBONE_REGISTRY.get(trunk_builder(cfg.MODEL.BACKBONE.NAME))(bcfg, input_shape)
-        if not hasattr(self.resnet, "stem") or not isinstance(self.resnet.stem, BasicStem):
-            raise ConfigError("DeepMask/SharpMask need a Detectron2 ResNet trunk (BasicStem + res stages)")
-        shapes = self.resnet.output_shape()
-        if s.TRUNK_FEATURE not in shapes or shapes[s.TRUNK_FEATURE].stride != 16:
-            raise ConfigError(f"MODEL.SHARPMASK.TRUNK_FEATURE must be a stride-16 ResNet stage, got {s.TRUNK_FEATURE}")
-        if s.WINDOW % 16 or s.CONTEXT % 16:
-            raise ConfigError("MODEL.SHARPMASK.WINDOW and CONTEXT must be multiples of 16 (the trunk stride)")
-        self.trunk_feature = s.TRUNK_FEATURE
-        self.window_cells = s.WINDOW // 16
-        self.context_cells = s.CONTEXT // 16
-        self.channels = {k: v.channels for k, v in shapes.items()}
-        self.channels["conv1"] = self.resnet.stem.conv1.out_channels
-        self.strides = {k: v.stride for k, v in shapes.items()}
-        self.strides["conv1"] = 2
-        self.reduce = nn.Conv2d(self.channels[s.TRUNK_FEATURE], s.TRUNK_REDUCE_DIM, 1)
-        self.fc = nn.Conv2d(s.TRUNK_REDUCE_DIM, s.EMBED_DIM, self.window_cells)
-        for m in (self.reduce, self.fc):
-            nn.init.kaiming_uniform_(m.weight, a=1)
-            nn.init.zeros_(m.bias)
-        if s.REFLECT_PADDING:
-            use_reflect_padding(self.resnet)
+        return {
+            "resnet": BACKBONE_REGISTRY.get(trunk_builder(cfg.MODEL.BACKBONE.NAME))(bcfg, input_shape),
+            "trunk_feature": s.TRUNK_FEATURE,
+            "reduce_dim": s.TRUNK_REDUCE_DIM,
+            "embed_dim": s.EMBED_DIM,
+            "window": s.WINDOW,
+            "context": s.CONTEXT,
+            "reflect_padding": s.REFLECT_PADDING,
+        }
 
     def features(self, x):
         """Bottom-up maps of ``x`` (B,3,H,W), H and W multiples of 16."""
@@ -130,20 +147,27 @@ class DeepMaskTrunk(nn.Module):
 class DeepMaskHead(nn.Module):
     """Head C: the 512-d vector -> coarse mask logits (S x S) and an objectness logit."""
 
-    def __init__(self, cfg):
+    @configurable
+    def __init__(self, *, embed_dim: int = 512, mask_size: int = 56, score_hidden_dim: int = 1024,
+                 score_dropout: float = 0.5):
         super().__init__()
-        s = cfg.MODEL.SHARPMASK
-        self.mask_size = s.MASK_SIZE
-        self.mask = nn.Linear(s.EMBED_DIM, s.MASK_SIZE * s.MASK_SIZE)
+        self.mask_size = mask_size
+        self.mask = nn.Linear(embed_dim, mask_size * mask_size)
         self.score = nn.Sequential(
-            nn.Dropout(s.SCORE_DROPOUT),
-            nn.Linear(s.EMBED_DIM, s.SCORE_HIDDEN_DIM),
+            nn.Dropout(score_dropout),
+            nn.Linear(embed_dim, score_hidden_dim),
             nn.ReLU(inplace=True),
-            nn.Dropout(s.SCORE_DROPOUT),
-            nn.Linear(s.SCORE_HIDDEN_DIM, 1),
+            nn.Dropout(score_dropout),
+            nn.Linear(score_hidden_dim, 1),
         )
         nn.init.normal_(self.mask.weight, std=0.001)
         nn.init.zeros_(self.mask.bias)
+
+    @classmethod
+    def from_config(cls, cfg):
+        s = cfg.MODEL.SHARPMASK
+        return {"embed_dim": s.EMBED_DIM, "mask_size": s.MASK_SIZE, "score_hidden_dim": s.SCORE_HIDDEN_DIM,
+                "score_dropout": s.SCORE_DROPOUT}
 
     def masks(self, emb):
         """(N, 512) -> (N, S, S) mask logits."""
