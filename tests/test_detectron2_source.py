@@ -1,4 +1,4 @@
-"""tools/detectron2_source.py: how `make setup` and the GPU kit prepare a Detectron2 source."""
+"""segzoo/detectron2_source.py (run by path): how `make setup` and the GPU kit prepare a Detectron2 source."""
 import ast
 import glob
 import os
@@ -10,7 +10,7 @@ import pytest
 
 from helpers import REPO, SHARED
 
-TOOL = os.path.join(REPO, "tools", "detectron2_source.py")
+TOOL = os.path.join(REPO, "segzoo", "detectron2_source.py")
 
 # the parts of upstream's setup.py (main and v0.6) that the tool edits
 SETUP_PY = '''import os

@@ -89,10 +89,10 @@ sys.exit(0 if os.path.exists(cfg) else 1)
 PYEOF
   )
 }
-d2_install() {  # d2_install SOURCE WORKDIR [pip args]: unpack + patch (tools/detectron2_source.py), install
+d2_install() {  # d2_install SOURCE WORKDIR [pip args]: unpack + patch (segzoo/detectron2_source.py), install
   local src=$1 work=$2 tree; shift 2
   rm -rf "$work"
-  tree=$("$PY" tools/detectron2_source.py "$src" "$work") || return 1
+  tree=$("$PY" segzoo/detectron2_source.py "$src" "$work") || return 1
   env -u FORCE_CUDA "$PY" -m pip --disable-pip-version-check -q install --no-build-isolation --no-deps "$@" "$tree" \
     2> >(grep -v "^WARNING: Location\|^WARNING: Target directory" >&2)
 }

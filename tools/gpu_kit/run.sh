@@ -33,9 +33,9 @@ install_deps() {
 }
 install_detectron2() {
   # no compiled ops (ours are ours; a stand-in _C names any op used); the git archive has no
-  # projects/ folders, so only those that are there are packaged (tools/detectron2_source.py)
+  # projects/ folders, so only those that are there are packaged (segzoo/detectron2_source.py)
   local tree
-  rm -rf /tmp/d2 && tree=$("$PY" tools/detectron2_source.py --python-only "$KIT/detectron2.tar.gz" /tmp/d2) || return 1
+  rm -rf /tmp/d2 && tree=$("$PY" segzoo/detectron2_source.py --python-only "$KIT/detectron2.tar.gz" /tmp/d2) || return 1
   "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --target "$SITE" "$tree"
 }
 build_segzoo() {

@@ -1,6 +1,8 @@
 """Unpack a Detectron2 source (archive or folder) and make its setup.py installable here.
 
-    python tools/detectron2_source.py SOURCE DEST [--python-only]
+    python segzoo/detectron2_source.py SOURCE DEST [--python-only]
+
+(run by path: it imports nothing of segzoo or Detectron2, so it works before either is installed).
 
 SOURCE is a ``.tar.gz`` / ``.tgz`` / ``.zip`` archive (a ``git archive`` of upstream, the package
 registry's sdist) or a source folder; it is unpacked / copied into the new folder DEST, and the
@@ -24,7 +26,7 @@ import sys
 import tarfile
 import zipfile
 
-STUB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "segzoo", "_detectron2_c_stub.py")
+STUB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_detectron2_c_stub.py")
 
 
 class SourceError(RuntimeError):
