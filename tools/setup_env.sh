@@ -118,6 +118,7 @@ fi
 d2_start=$(date +%s)
 if d2_ok; then
   log "detectron2 already installed"
+  d2_start=""
 elif timeout 15 git ls-remote "$D2_GIT" HEAD >/dev/null 2>&1; then
   log "installing detectron2 from $D2_GIT"
   env -u FORCE_CUDA "$PY" -m pip --disable-pip-version-check -q install --no-build-isolation "git+$D2_GIT"
@@ -129,7 +130,7 @@ else
   d2_sdist
 fi
 d2_ok || { echo "[setup] detectron2 does not import on its own or has no model-zoo configs" >&2; exit 1; }
-[ $(( $(date +%s) - d2_start )) -gt 5 ] && log "detectron2 installed in $(( $(date +%s) - d2_start ))s"
+[ -n "$d2_start" ] && log "detectron2 installed in $(( $(date +%s) - d2_start ))s"
 
 # 4. This project, editable, with its extension (reinstalled when setup.py / pyproject.toml, which
 #    declares the plugins' entry points, or csrc/ change).
