@@ -10,7 +10,6 @@ which PyTorch refuses for CPU modules; :func:`cpu_ddp` lets it wrap them without
 """
 import contextlib
 import datetime
-import logging
 
 import torch
 import torch.distributed as dist
@@ -23,7 +22,6 @@ from detectron2.utils import comm
 __all__ = ["launch", "cpu_ddp"]
 
 DEFAULT_TIMEOUT = datetime.timedelta(minutes=30)
-logger = logging.getLogger(__name__)
 
 
 def launch(main_func, num_processes: int, num_machines: int = 1, machine_rank: int = 0, dist_url=None,
