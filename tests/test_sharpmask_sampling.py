@@ -169,3 +169,24 @@ def test_mapper_from_explicit_arguments_equals_the_config_one(skewed_dataset):
     with pytest.raises(ConfigError, match="mask_datasets or mask_index"):
         SharpMaskDatasetMapper(sampler=s, image_format="BGR", fill=from_cfg.fill, mask_index=from_cfg.mask_index,
                                dataset=from_cfg.dataset, mask_datasets=[name])
+
+
+def test_inside_the_training_stream_patches_follow_the_sample_seed(skewed_dataset):
+    """In segzoo's training stream the mapper draws from the sample's seed (so a resumed run maps
+    an image as the uninterrupted one did), not from its own per-image counter."""
+    import torch
+
+    from segzoo.data.stream import seeded_rng
+
+    name, dicts = skewed_dataset
+    mapper = SharpMaskDatasetMapper(config(DEEPMASK, "DATASETS.TRAIN", f"('{name}',)", "SEED", "3"), True)
+    with seeded_rng((3, 7)):
+        a = mapper(dicts[0])
+    with seeded_rng((3, 7)):
+        b = mapper(dicts[0])  # second mapping of the image, same sample seed
+    with seeded_rng((3, 8)):
+        c = mapper(dicts[0])
+    assert torch.equal(a["patches"], b["patches"]) and torch.equal(a["masks"], b["masks"])
+    assert not torch.equal(a["patches"], c["patches"])
+    d, e = mapper(dicts[0]), mapper(dicts[0])  # outside the stream: the per-image counter, as before
+    assert not torch.equal(d["patches"], e["patches"])

@@ -33,6 +33,7 @@ from detectron2.data import DatasetCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.data.common import DatasetFromList
 
+from segzoo.data.stream import current_sample_seed
 from segzoo.errors import ConfigError, UserError
 
 __all__ = [
@@ -384,11 +385,15 @@ class SharpMaskDatasetMapper:
         return image[:, :, None] if image.ndim == 2 else image
 
     def rng(self, d) -> np.random.Generator:
-        """The sampling stream of one mapping of ``d``. With ``SEED`` >= 0 it depends only on the
-        seed, the image and how often this mapper has mapped it, not on the process or the
-        order images arrive in (so N training processes draw the patches one process would);
-        with ``SEED`` < 0 it is a draw from the global RNG, which Detectron2 seeds per process
-        and data-loader worker."""
+        """The sampling stream of one mapping of ``d``. Inside segzoo's training stream it is the
+        sample's own seed (:func:`segzoo.data.stream.current_sample_seed`: the run's seed, rank and
+        position in the stream, so a resumed run draws what an uninterrupted one would). Elsewhere,
+        with ``SEED`` >= 0 it depends only on the seed, the image and how often this mapper has
+        mapped it, not on the process or the order images arrive in; with ``SEED`` < 0 it is a
+        draw from the global RNG, which Detectron2 seeds per process and data-loader worker."""
+        stream_key = current_sample_seed()
+        if stream_key is not None:
+            return np.random.default_rng(list(stream_key))
         if self.seed < 0:
             return np.random.default_rng(np.random.randint(2 ** 31))
         key = d.get("image_id")
