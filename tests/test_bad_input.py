@@ -3,6 +3,7 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 
 from helpers import run_train_net
 
@@ -75,3 +76,129 @@ def test_unreadable_image(tmp_path):
                        "OUTPUT_DIR", str(tmp_path / "out")])
     line = _fails_cleanly(r, "cannot read image", "Fix or remove it")
     assert "/images/0.png" in line or "/images/1.png" in line
+
+
+# --- hostile annotation files: checked on load (segzoo.data.validate) -------------------------------------
+
+def _valid_coco():
+    return {"images": [{"id": 1, "file_name": "0.png", "height": 64, "width": 64}],
+            "annotations": [{"id": 7, "image_id": 1, "category_id": 3, "bbox": [10, 10, 20, 20], "area": 400.0,
+                             "iscrowd": 0, "segmentation": [[10, 10, 30, 10, 30, 30, 10, 30]]}],
+            "categories": [{"id": 3, "name": "thing"}]}
+
+
+def _broken(change):
+    data = _valid_coco()
+    change(data)
+    return data
+
+
+BROKEN = {
+    "no annotations list": (lambda d: d.pop("annotations"), "'annotations' is missing"),
+    "image without height": (lambda d: d["images"][0].pop("height"), "image 1 lacks height"),
+    "image with zero width": (lambda d: d["images"][0].update(width=0), "positive integers"),
+    "duplicate image id": (lambda d: d["images"].append(dict(d["images"][0])), "image id 1 appears twice"),
+    "annotation without bbox": (lambda d: d["annotations"][0].pop("bbox"), "annotation 7 lacks bbox"),
+    "annotation of a missing image": (lambda d: d["annotations"][0].update(image_id=9), "refers to image 9"),
+    "unknown category": (lambda d: d["annotations"][0].update(category_id=4), "category_id 4"),
+    "bbox with 3 numbers": (lambda d: d["annotations"][0].update(bbox=[1, 2, 3]), "'bbox' must be"),
+    "bbox with NaN": (lambda d: d["annotations"][0].update(bbox=[1, 2, float("nan"), 3]), "'bbox' must be"),
+    "negative bbox width": (lambda d: d["annotations"][0].update(bbox=[1, 2, -3, 3]), "'bbox' must be"),
+    "RLE of the wrong size": (lambda d: d["annotations"][0].update(segmentation={"size": [32, 64], "counts": "a"}),
+                              "RLE 'size' [32, 64] is not its image's [height, width] [64, 64]"),
+    "polygon of strings": (lambda d: d["annotations"][0].update(segmentation=[["1", "2"]]), "list of polygons"),
+    "category without name": (lambda d: d["categories"][0].pop("name"), "categories[0]"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_broken_annotation_files_are_one_clear_error(tmp_path, case):
+    from segzoo.data.validate import check_coco_instances
+    from segzoo.errors import UserError
+
+    change, needle = BROKEN[case]
+    js = tmp_path / "instances.json"
+    js.write_text(json.dumps(_broken(change)))
+    with pytest.raises(UserError) as e:
+        check_coco_instances(str(js), "mine")
+    msg = str(e.value)
+    assert needle in msg and "dataset 'mine'" in msg and "\n" not in msg, msg
+    check_coco_instances_ok = _valid_coco()
+    js.write_text(json.dumps(check_coco_instances_ok))
+    assert check_coco_instances(str(js), "mine") == check_coco_instances_ok
+
+
+def test_not_json_is_one_clear_error(tmp_path):
+    from segzoo.data.validate import check_coco_instances
+    from segzoo.errors import UserError
+
+    js = tmp_path / "instances.json"
+    js.write_text('{"images": [}')
+    with pytest.raises(UserError, match="not valid JSON"):
+        check_coco_instances(str(js))
+
+
+def test_boxes_outside_the_image_and_degenerate_polygons_are_repaired_and_counted(caplog):
+    from segzoo.data.validate import repair_records
+
+    square = [10, 10, 30, 10, 30, 30, 10, 30]
+    records = [{"height": 64, "width": 64, "annotations": [
+        {"bbox": [-5, 50, 20, 30], "segmentation": [square]},                   # clipped to [0, 50, 15, 14]
+        {"bbox": [70, 10, 5, 5], "segmentation": [square]},                     # wholly outside: dropped
+        {"bbox": [10, 10, 0, 5], "segmentation": [square]},                     # zero area: dropped
+        {"bbox": [10, 10, 20, 20], "segmentation": [[1, 1, 2, 2, 3, 3], square]},  # collinear polygon dropped
+        {"bbox": [10, 10, 20, 20], "segmentation": [[1, 1, 2, 2, 3, 3]]},         # no polygon left: dropped
+        {"bbox": [10, 10, 20, 20], "segmentation": [[10, 10, 30, 30, 30, 10, 10, 30]]},  # self-intersecting: kept
+        {"bbox": [10, 10, 20, 20], "segmentation": {"size": [64, 64], "counts": "x"}},    # RLE: kept
+    ]}]
+    with caplog.at_level("WARNING"):
+        out = repair_records(records, "mine")[0]["annotations"]
+    assert [a["bbox"] for a in out] == [[0.0, 50, 15, 14], [10, 10, 20, 20], [10, 10, 20, 20], [10, 10, 20, 20]]
+    assert out[1]["segmentation"] == [square]
+    assert "1 boxes clipped" in caplog.text and "2 annotations dropped" in caplog.text
+    assert "2 degenerate polygons dropped (1 annotations left without a polygon dropped)" in caplog.text
+
+
+def test_train_net_names_the_broken_annotation(tmp_path):
+    js = tmp_path / "instances.json"
+    data = _broken(lambda d: d["annotations"][0].pop("category_id"))
+    js.write_text(json.dumps(data))
+    (tmp_path / "images").mkdir()
+    r = run_train_net(["--config-file", CONFIG, "--register-coco", "broken_set", str(js), str(tmp_path / "images"),
+                       "DATASETS.TRAIN", "('broken_set',)", "OUTPUT_DIR", str(tmp_path / "out")])
+    _fails_cleanly(r, "broken_set", "annotation 7 lacks category_id")
+
+
+def test_messy_but_valid_data_trains_and_evaluates(tmp_path):
+    """Non-contiguous category ids, extra fields, a box reaching outside its image, a degenerate and a
+    self-intersecting polygon, grayscale, RGBA and extreme-aspect (8 x 400) images: trains and evaluates."""
+    img_dir = tmp_path / "images"
+    img_dir.mkdir()
+    rng = np.random.default_rng(0)
+    pictures = {"gray.png": rng.integers(0, 255, (64, 64), np.uint8),
+                "rgba.png": rng.integers(0, 255, (64, 64, 4), np.uint8),
+                "rgb.png": rng.integers(0, 255, (64, 64, 3), np.uint8),
+                "thin.png": rng.integers(0, 255, (8, 400, 3), np.uint8)}
+    images, anns = [], []
+    for i, (fn, pic) in enumerate(pictures.items(), start=1):
+        cv2.imwrite(str(img_dir / fn), pic)
+        h, w = pic.shape[:2]
+        images.append({"id": i, "file_name": fn, "height": h, "width": w, "license": 3, "flickr_url": "x"})
+        box = [2, 1, min(w, 40), min(h, 40) - 2]
+        x0, y0, bw, bh = box
+        anns.append({"id": 10 * i, "image_id": i, "category_id": 17 if i % 2 else 5, "bbox": box,
+                     "area": float(bw * bh), "iscrowd": 0, "note": "extra",
+                     "segmentation": [[x0, y0, x0 + bw, y0, x0 + bw, y0 + bh, x0, y0 + bh], [1, 1, 2, 2, 3, 3]]})
+    anns[0]["bbox"] = [50, 50, 30, 30]  # reaches outside the 64 x 64 image
+    anns[0]["segmentation"] = [[50, 50, 64, 64, 64, 50, 50, 64]]  # self-intersecting (a bow tie)
+    js = tmp_path / "instances.json"
+    js.write_text(json.dumps({"images": images, "annotations": anns, "info": {"year": 2026},
+                              "categories": [{"id": 5, "name": "a"}, {"id": 17, "name": "b"}]}))
+    r = run_train_net(["--config-file", CONFIG, "--register-coco", "messy", str(js), str(img_dir),
+                       "DATASETS.TRAIN", "('messy',)", "DATASETS.TEST", "('messy',)", "MODEL.ROI_HEADS.NUM_CLASSES", "2",
+                       "SOLVER.MAX_ITER", "2", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "1",
+                       "SOLVER.STEPS", "()", "DATALOADER.NUM_WORKERS", "0", "INPUT.MASK_FORMAT", "polygon",
+                       "OUTPUT_DIR", str(tmp_path / "out")])
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert "copypaste: Task: segm" in r.stdout
+    assert "1 boxes clipped" in r.stdout and "degenerate polygons dropped" in r.stdout

@@ -3,10 +3,11 @@ import logging
 import os
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data.datasets import load_coco_json, register_coco_instances
+from detectron2.data.datasets import load_coco_json
 
 from ..errors import UserError
 from .shapes import SHAPE_CLASSES, ShapesSpec, generate_shapes, shapes_split_dir
+from .validate import load_checked_coco_json
 
 __all__ = [
     "DEFAULT_DATASETS_ROOT",
@@ -81,7 +82,8 @@ def ensure_dataset_files(name: str) -> None:
 
 
 def register_coco_dataset(name: str, json_file: str, image_root: str) -> None:
-    """Register a COCO-format instances dataset, with clear errors for wrong paths."""
+    """Register a COCO-format instances dataset, with clear errors for wrong paths and bad annotations
+    (:mod:`segzoo.data.validate`)."""
     json_file = os.path.abspath(os.path.expanduser(json_file))
     image_root = os.path.abspath(os.path.expanduser(image_root))
     if not os.path.isfile(json_file):
@@ -95,7 +97,9 @@ def register_coco_dataset(name: str, json_file: str, image_root: str) -> None:
         raise UserError(
             f"dataset '{name}' is already registered with other files; pick another name"
         )
-    register_coco_instances(name, {}, json_file, image_root)
+    # as Detectron2's register_coco_instances, with the annotations checked and repaired on load
+    DatasetCatalog.register(name, lambda: load_checked_coco_json(json_file, image_root, name))
+    MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="coco")
 
 
 def register_datasets_from_cfg(cfg, extra=(), check: bool = True) -> None:
