@@ -17,7 +17,7 @@ from ..data.stream import build_resumable_train_loader
 from ..errors import UserError
 from .distributed import cpu_ddp
 from .optim import build_optimizer
-from .resume import IterationSeeds, make_writes_atomic
+from .resume import IterationSeeds, make_writes_atomic, use_deterministic_kernels
 
 __all__ = ["EVALUATORS", "Trainer", "TrainingDiverged", "register_datasets_from_cfg", "setup_cfg"]
 
@@ -40,10 +40,13 @@ class Trainer(DefaultTrainer):
     """DefaultTrainer + evaluator chosen by TEST.EVALUATOR + checked data loading + multi-process
     training of CPU models (:func:`~segzoo.engine.distributed.cpu_ddp`) + reproducible, resumable
     training: the data come from :func:`~segzoo.data.stream.build_resumable_train_loader`, with
-    ``SEED`` >= 0 every iteration reseeds the global RNGs from (SEED, rank, iteration), checkpoints
+    ``SEED`` >= 0 PyTorch's deterministic kernels are used and every iteration reseeds the global RNGs
+    from (SEED, rank, iteration), checkpoints
     are written atomically, and a non-finite loss stops training with a :class:`TrainingDiverged`."""
 
     def __init__(self, cfg):
+        if cfg.SEED >= 0:
+            use_deterministic_kernels()
         with cpu_ddp():
             super().__init__(cfg)
         make_writes_atomic(self.checkpointer)

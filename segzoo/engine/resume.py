@@ -12,7 +12,7 @@ from detectron2.engine import HookBase
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 
-__all__ = ["AtomicWrites", "IterationSeeds", "make_writes_atomic"]
+__all__ = ["AtomicWrites", "IterationSeeds", "make_writes_atomic", "use_deterministic_kernels"]
 
 _TMP_SUFFIX = ".partial"
 
@@ -95,3 +95,15 @@ class IterationSeeds(HookBase):
 
         words = np.random.SeedSequence([self.seed, comm.get_rank(), self.trainer.iter]).generate_state(1)
         seed_all_rng(int(words[0]) % 2 ** 31)
+
+
+def use_deterministic_kernels():
+    """Make PyTorch pick deterministic kernels (``torch.use_deterministic_algorithms``). On the CPU the
+    backward of advanced indexing (``x[idx]``, used by every loss that gathers positives) accumulates
+    with a parallel ``index_put_`` whose summation order varies between runs; the deterministic
+    variant sorts first. Ops without a deterministic kernel (some CUDA ones) warn instead of failing;
+    cuBLAS gets the workspace setting it needs for reproducible results."""
+    import torch
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
