@@ -214,7 +214,8 @@ def test_lazyconfig_train_net_trains_and_evaluates(name, tmp_path):
     out = tmp_path / "out"
     r = subprocess.run(
         [sys.executable, str(tool), "--config-file", os.path.join(REPO, "configs", name),
-         "train.max_iter=2", "train.seed=0", "train.init_checkpoint=", f"train.output_dir={out}", "train.device=cpu", "train.eval_period=0",
+         "train.max_iter=2", "train.seed=0", "train.init_checkpoint=", f"train.output_dir={out}", "train.device=cpu",
+         "train.eval_period=0",
          "dataloader.train.num_workers=0", "dataloader.test.num_workers=0", "dataloader.train.total_batch_size=2",
          *QUICK_EVAL.get(name.split("/")[0], [])],
         cwd=str(tmp_path), capture_output=True, text=True, timeout=900,
