@@ -11,7 +11,7 @@ from detectron2.data import DatasetCatalog
 
 from segzoo.caps import detection_caps, fit_detection_caps, max_instances_per_image
 from segzoo.config import runtime_config
-from segzoo.engine import EVALUATORS
+from segzoo.engine import EVALUATORS, last_eval_metrics
 from segzoo.data import CROWDED_SHAPES_SPECS, SHAPES_PRESETS, ShapesSpec, register_shapes
 from detectron2.modeling import build_model
 from segzoo.zoo import methods
@@ -102,6 +102,11 @@ NO_THRESHOLD = ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "MODEL.RETINANET.SCO
                 "MODEL.FCOS.INFERENCE_TH_TEST", "0.0"]
 
 
+# one method per meta-architecture (the other Mask R-CNN poolers and Detectron2's RetinaNet head share
+# their family's caps), with the parents they train on: RDSNet, DeepMask, SharpMask
+CROWDED_METHODS = ["mask_rcnn_ROIAlignV2", "blendmask", "retinanet_gn", "rdsnet_mbrm", "fast_rcnn_sharpmask"]
+
+
 @pytest.mark.slow
 def test_every_method_trains_and_evaluates_on_crowded_images(tmp_path):
     """The comparison on shapes_crowded (8 + 2 images, 2 iterations): every method trains, is
@@ -110,12 +115,15 @@ def test_every_method_trains_and_evaluates_on_crowded_images(tmp_path):
     out = str(tmp_path / "zoo")
     r = run_tool("model_zoo.py", ["--iters", "2", "--train", "shapes_crowded_train", "--test", "shapes_crowded_val",
                                   "--num-train", "8", "--num-val", "2", "--timed-images", "1", "--output", out,
-                                  *FAST, *NO_THRESHOLD], timeout=3600)
+                                  "--methods", *CROWDED_METHODS, *FAST, *NO_THRESHOLD])
     assert r.returncode == 0, r.stdout[-3000:]
     with open(os.path.join(out, "zoo.json")) as f:
         report = json.load(f)
     rows = {row["method"]: row for row in report["rows"]}
-    assert list(rows) == list(methods())
+    assert set(rows) == set(CROWDED_METHODS)
+    for name in ("rdsnet", "deepmask", "sharpmask"):  # parents: trained and evaluated too
+        assert os.path.isfile(os.path.join(out, name, "model_final.pth"))
+        rows[name] = {"kind": methods()[name].kind, "metrics": last_eval_metrics(os.path.join(out, name))}
     crowd = report["settings"]["proposals"] // 2  # raised to twice the most crowded image
     assert crowd >= 200
     for name, row in rows.items():
@@ -124,8 +132,11 @@ def test_every_method_trains_and_evaluates_on_crowded_images(tmp_path):
         keys = {"instance": ("bbox/AP", "segm/AP"), "boxes": ("bbox/AP",),
                 "proposals": ("segm_proposals/AR@100", "box_proposals/AR@1000")}[row["kind"]]
         assert set(keys) <= set(row["metrics"]), (name, row["metrics"])
-        assert row["instances"] > 50, (name, row["instances"])
+        if "instances" in row:  # timed on a test image
+            assert row["instances"] > 50, (name, row["instances"])
     # COCO's AP and AR counted every detection the models kept (Detectron2's COCOevalMaxDets summary)
     assert f"maxDets={crowd:>3d} ] =" in r.stdout
-    assert rows["sharpmask"]["instances"] >= crowd  # TOP_N 50 (FAST) raised to the data
+    # SharpMask's TOP_N 50 (FAST) raised to the data (its one scale has 256 windows on a 256-px image)
+    with open(os.path.join(out, "sharpmask", "config.yaml")) as f:
+        assert f"TOP_N: {crowd}" in f.read()
     assert torch.isfinite(torch.tensor(rows["blendmask"]["metrics"]["segm/AP"]))

@@ -27,7 +27,7 @@ SCHEDULE = ["SOLVER.MAX_ITER", "300", "SOLVER.STEPS", "(225, 275)", "SOLVER.CHEC
 
 
 def _train(tmp_path, config, *opts, schedule=SCHEDULE):
-    r = run_train_net(["--config-file", config, *schedule, "OUTPUT_DIR", str(tmp_path), *opts], timeout=1200)
+    r = run_train_net(["--config-file", config, *schedule, "OUTPUT_DIR", str(tmp_path), *opts])
     assert r.returncode == 0, r.stdout[-4000:]
     assert re.search(r"copypaste: Task: segm", r.stdout)
     metrics = [json.loads(l) for l in (tmp_path / "metrics.json").read_text().splitlines()]
@@ -113,7 +113,7 @@ SHARPMASK_MIN_AR = {"deepmask": 7.0, "sharpmask": 8.5}
 
 
 def _proposal_train(out, config, *opts):
-    r = run_train_net(["--config-file", config, *SHARPMASK_OPTS, "OUTPUT_DIR", str(out), *opts], timeout=1200)
+    r = run_train_net(["--config-file", config, *SHARPMASK_OPTS, "OUTPUT_DIR", str(out), *opts])
     assert r.returncode == 0, r.stdout[-4000:]
     metrics = [json.loads(l) for l in (out / "metrics.json").read_text().splitlines()]
     final = [m for m in metrics if "segm_proposals/AR@100" in m][-1]

@@ -53,7 +53,7 @@ class ShapesSpec:
         )
 
 
-# hundreds of small objects per image (shapes_crowded_*): 150-400 drawn, 6-24 px across
+# hundreds of small objects per image (shapes_crowded_*): 150-400 drawn, 6-24 px across, 140-360 visible
 CROWDED_SPEC = ShapesSpec(num_images=200, max_instances=400, min_instances=150, empty_fraction=0.0,
                           min_object_size=6.0, max_object_size=24.0)
 
