@@ -85,6 +85,9 @@ def add_segzoo_config(cfg) -> None:
     cfg.DATASETS.SHAPES.SEED = 0
     # "coco" (bbox + segm via COCOEvaluator) or any name registered in segzoo.engine.EVALUATORS
     cfg.TEST.EVALUATOR = "coco"
+    # raise the detection caps (and COCO's max detections) to the most crowded image of the datasets
+    # (segzoo.caps); never lowers them, so COCO and the shapes data keep their configs' values
+    cfg.TEST.DETECTIONS_FROM_DATA = True
     # "default" (Detectron2's DatasetMapper) or any name in segzoo.data.TRAIN_MAPPERS
     cfg.INPUT.TRAIN_MAPPER = "default"
     # "SGD" (Detectron2's) or "AdamW"; AdamW converges much faster when training from scratch

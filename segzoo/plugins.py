@@ -29,13 +29,17 @@ class Plugin:
     ``meta_architectures`` are the ``MODEL.META_ARCHITECTURE`` names it registers; ``methods``
     are its entries of the comparison harness (:class:`segzoo.zoo.Method`);
     ``class_agnostic`` are those of its meta-architectures whose outputs are class-agnostic
-    (segment proposals: drawn as one class by the demo)."""
+    (segment proposals: drawn as one class by the demo); ``detection_caps`` maps each of its
+    meta-architectures to ``fn(cfg, n) -> KEY VALUE overrides`` raising the config's caps (detections,
+    proposals, candidates per level) so that up to n instances per image are kept
+    (:mod:`segzoo.caps`: they follow the data)."""
 
     name: str
     add_config: Optional[Callable] = None
     meta_architectures: Sequence[str] = ()
     methods: Sequence = field(default_factory=tuple)
     class_agnostic: Sequence[str] = ()
+    detection_caps: Dict[str, Callable] = field(default_factory=dict)
 
 
 _LOADED: Dict[str, Plugin] = {}

@@ -1,7 +1,12 @@
 import os
 
-import pytest
-import torch
+# Threads waiting for work sleep instead of spinning (set before torch loads its OpenMP runtime; subprocesses
+# inherit it). With spinning threads (libgomp's default) a test sharing the 2 cores with another CPU-heavy
+# process ran ~10x slower instead of ~2x: the spinning threads take the cores the others need.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 import segzoo  # noqa: F401  (Detectron2 compat + dataset registration before any detectron2 import)
 from helpers import REPO, TINY_COCO

@@ -8,20 +8,47 @@ SHARED = os.path.abspath(os.path.join(REPO, "..", "shared"))
 TINY_COCO = os.path.join(SHARED, "datasets", "tiny_coco")
 
 
-def run_train_net(args, cwd=REPO, timeout=600, env=None):
-    """Run train_net.py in a subprocess; return CompletedProcess (stdout+stderr in .stdout)."""
+# A subprocess is taken as hung when it prints nothing for this long (Detectron2 logs every 20
+# iterations and every 5 s of inference: about 10-60 s apart here, ~10x that on a shared machine). Runs
+# are bounded by their iterations, not by the clock: a slow machine only makes them longer.
+HANG_AFTER = 900
+
+
+def run_watched(cmd, cwd=None, env=None, hang_after=HANG_AFTER):
+    """Run ``cmd`` with stdout and stderr captured together (``.stdout``; ``.stderr`` is ""). It runs
+    as long as it needs; one that prints nothing for ``hang_after`` seconds is killed as hung
+    (``subprocess.TimeoutExpired`` with what it printed)."""
+    import threading
+    import time
+
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    chunks, last = [], [time.monotonic()]
+
+    def read():
+        for line in proc.stdout:
+            chunks.append(line)
+            last[0] = time.monotonic()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    while proc.poll() is None:
+        if time.monotonic() - last[0] > hang_after:
+            proc.kill()
+            proc.wait()
+            reader.join(10)
+            raise subprocess.TimeoutExpired(cmd, hang_after, output="".join(chunks))
+        time.sleep(0.5)
+    reader.join()
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout="".join(chunks), stderr="")
+
+
+def run_train_net(args, cwd=REPO, env=None, hang_after=HANG_AFTER):
+    """Run train_net.py in a subprocess (:func:`run_watched`); return CompletedProcess (stdout+stderr in .stdout)."""
     full_env = dict(os.environ)
     full_env.setdefault("OMP_NUM_THREADS", "2")
     full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, os.path.join(REPO, "train_net.py"), *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-    )
+    return run_watched([sys.executable, os.path.join(REPO, "train_net.py"), *args], cwd=cwd, env=full_env,
+                       hang_after=hang_after)
 
 
 def bf16_agreement(config_file, weights, *opts, num_images=4, top_k=10):

@@ -171,13 +171,15 @@ def test_train_net_names_the_broken_annotation(tmp_path):
 
 def test_messy_but_valid_data_trains_and_evaluates(tmp_path):
     """Non-contiguous category ids, extra fields, a box reaching outside its image, a degenerate and a
-    self-intersecting polygon, grayscale, RGBA and extreme-aspect (8 x 400) images: trains and evaluates."""
+    self-intersecting polygon, grayscale, 16-bit grayscale, RGBA and extreme-aspect (8 x 400) images:
+    trains and evaluates."""
     img_dir = tmp_path / "images"
     img_dir.mkdir()
     rng = np.random.default_rng(0)
     pictures = {"gray.png": rng.integers(0, 255, (64, 64), np.uint8),
                 "rgba.png": rng.integers(0, 255, (64, 64, 4), np.uint8),
                 "rgb.png": rng.integers(0, 255, (64, 64, 3), np.uint8),
+                "gray16.png": rng.integers(0, 65535, (64, 64), np.uint16),
                 "thin.png": rng.integers(0, 255, (8, 400, 3), np.uint8)}
     images, anns = [], []
     for i, (fn, pic) in enumerate(pictures.items(), start=1):
@@ -202,3 +204,109 @@ def test_messy_but_valid_data_trains_and_evaluates(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:]
     assert "copypaste: Task: segm" in r.stdout
     assert "1 boxes clipped" in r.stdout and "degenerate polygons dropped" in r.stdout
+
+
+def test_every_image_empty_is_one_clear_error(tmp_path):
+    js, imgs = _coco_folder(tmp_path, 2)
+    data = json.loads(open(js).read())
+    data["annotations"] = []
+    open(js, "w").write(json.dumps(data))
+    r = run_train_net(["--config-file", CONFIG, "--register-coco", "all_empty", js, imgs,
+                       "DATASETS.TRAIN", "('all_empty',)", "OUTPUT_DIR", str(tmp_path / "out")])
+    _fails_cleanly(r, "all_empty", "none of its 2 images has a usable (non-crowd) annotation")
+    assert not (tmp_path / "out" / "last_checkpoint").exists()
+
+
+# --- images: bit depth, EXIF orientation, files that change (segzoo.data.image) -------------------
+
+def _mapper():
+    from segzoo.config import get_cfg
+    from segzoo.data import CheckedDatasetMapper
+
+    cfg = get_cfg()
+    cfg.INPUT.MIN_SIZE_TEST = 0  # no resize: pixels compared as stored
+    return CheckedDatasetMapper(cfg, False)
+
+
+def test_16_bit_png_is_scaled_not_clipped(tmp_path):
+    from detectron2.data import detection_utils
+
+    from segzoo.data import image
+
+    ramp = np.linspace(0, 65535, 64 * 48).reshape(48, 64).astype(np.uint16)
+    path = str(tmp_path / "gray16.png")
+    assert cv2.imwrite(path, ramp)
+    # Detectron2's own reader clips every value above 255: almost white
+    assert image._DETECTRON2_READ_IMAGE(path, format="BGR").mean() > 250
+    for read in (detection_utils.read_image, image.read_image):  # the mappers' reader is segzoo's
+        bgr = read(path, format="BGR")
+        assert bgr.shape == (48, 64, 3) and bgr.dtype == np.uint8
+        assert np.abs(bgr[..., 1].astype(float) - ramp / 257.0).max() <= 0.5 + 1e-9
+    out = _mapper()({"file_name": path, "height": 48, "width": 64, "image_id": 1})
+    assert 120 < out["image"].float().mean() < 135  # mid-grey on average, as the ramp
+    # float images in [0, 1] are stretched to 0-255, 8-bit ones unchanged
+    from PIL import Image
+
+    f = Image.fromarray((ramp / 65535.0).astype(np.float32), mode="F")
+    assert np.array_equal(np.asarray(image.to_8bit(f)), np.asarray(image.to_8bit(Image.fromarray(ramp))))
+    gray = Image.fromarray((ramp // 257).astype(np.uint8))
+    assert image.to_8bit(gray) is gray
+
+
+def _exif_jpeg(path, orientation):
+    """A 40 x 80 (h x w) stored JPEG, white block at stored rows 5-15, columns 50-70, with an EXIF
+    orientation tag."""
+    from PIL import Image
+
+    stored = np.zeros((40, 80, 3), np.uint8)
+    stored[5:15, 50:70] = 255
+    img = Image.fromarray(stored)
+    exif = img.getexif()
+    exif[0x0112] = orientation
+    img.save(path, exif=exif, quality=95)
+
+
+def test_exif_rotated_jpeg_is_read_as_viewers_show_it(tmp_path):
+    path = str(tmp_path / "rotated.jpg")
+    _exif_jpeg(path, 6)  # viewers rotate it 90 degrees clockwise: 80 x 40 (h x w) on screen
+    # annotations in the shown orientation: read rotated, the block where the annotation says
+    from detectron2.structures import BoxMode
+
+    # stored (row r, col c) -> shown (row c, col 39 - r): the block is at shown rows 50-70, columns 24-34
+    ann = {"bbox": [24, 50, 10, 20], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0, "iscrowd": 0}
+    out = _mapper()({"file_name": path, "height": 80, "width": 40, "image_id": 1, "annotations": [ann]})
+    img = out["image"].float().mean(0)
+    assert img.shape == (80, 40)
+    assert img[52:68, 26:32].mean() > 200 and img[:40].mean() < 30
+
+
+def test_exif_rotation_against_stored_size_annotations_is_one_clear_error(tmp_path):
+    from segzoo.errors import UserError
+
+    path = str(tmp_path / "rotated.jpg")
+    _exif_jpeg(path, 6)
+    with pytest.raises(UserError, match=r"is 40x80 .* says 80x40: its EXIF orientation tag \(6\) rotates it"):
+        _mapper()({"file_name": path, "height": 40, "width": 80, "image_id": 1})
+
+
+def test_image_that_changed_since_its_annotations_is_one_clear_error(tmp_path):
+    from segzoo.errors import UserError
+
+    path = str(tmp_path / "a.png")
+    cv2.imwrite(path, np.zeros((64, 64, 3), np.uint8))
+    d = {"file_name": path, "height": 64, "width": 64, "image_id": 1}
+    mapper = _mapper()
+    assert tuple(mapper(dict(d))["image"].shape) == (3, 64, 64)
+    cv2.imwrite(path, np.zeros((64, 32, 3), np.uint8))  # replaced between two epochs
+    with pytest.raises(UserError, match="is 32x64 .* says 64x64: the file changed since the annotations"):
+        mapper(dict(d))
+
+
+def test_metrics_cut_short_by_a_kill_are_skipped(tmp_path):
+    from segzoo.engine import last_eval_metrics, median_iteration_time
+
+    (tmp_path / "metrics.json").write_text(
+        '{"iteration": 0, "time": 1.0}\n{"iteration": 1, "ti'  # killed while writing, then resumed:
+        '{"iteration": 1, "time": 3.0}\n{"bbox/AP": 5.0, "iteration": 1}\n')
+    assert median_iteration_time(str(tmp_path)) == 1.0
+    assert last_eval_metrics(str(tmp_path)) == {"bbox/AP": 5.0, "iteration": 1}

@@ -21,7 +21,7 @@ import sys
 
 import pytest
 
-from helpers import REPO
+from helpers import REPO, run_watched
 
 pytestmark = pytest.mark.slow
 
@@ -86,8 +86,8 @@ def test_two_processes_compute_the_losses_of_one(runs, name):
 
 
 def _train_net(tmp_path, *args):
-    return subprocess.run([sys.executable, os.path.join(REPO, "train_net.py"), "--num-gpus", "2", *args],
-                          capture_output=True, text=True, timeout=1800, cwd=str(tmp_path))
+    return run_watched([sys.executable, os.path.join(REPO, "train_net.py"), "--num-gpus", "2", *args],
+                       cwd=str(tmp_path))
 
 
 def test_train_net_with_two_cpu_processes_trains_and_evaluates(tmp_path):

@@ -8,7 +8,7 @@ import sysconfig
 
 import pytest
 
-from helpers import REPO
+from helpers import REPO, run_watched
 
 CHECK = r'''
 import os, sys
@@ -64,13 +64,12 @@ def test_non_editable_install_runs_outside_the_repository(tmp_path):
     assert r.returncode == 0 and "ALL BUILT 13" in r.stdout, r.stdout[-4000:]
 
     out = elsewhere / "zoo"
-    r = subprocess.run([py, "-m", "segzoo.zoo",
-                        "--methods", "mask_rcnn_ROIAlign", "blendmask", "rdsnet_mbrm", "fast_rcnn_sharpmask",
-                        "--iters", "2", "--num-train", "8", "--num-val", "2", "--timed-images", "1",
-                        "--proposals", "50", "--output", str(out),
-                        "MODEL.SHARPMASK.TEST.SCALES", "[1.0]", "MODEL.SHARPMASK.TEST.TOP_N", "50"],
-                       cwd=str(elsewhere), env=dict(env, SEGZOO_DATASETS=str(tmp_path / "data")),
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800)
+    r = run_watched([py, "-m", "segzoo.zoo",
+                     "--methods", "mask_rcnn_ROIAlign", "blendmask", "rdsnet_mbrm", "fast_rcnn_sharpmask",
+                     "--iters", "2", "--num-train", "8", "--num-val", "2", "--timed-images", "1",
+                     "--proposals", "50", "--output", str(out),
+                     "MODEL.SHARPMASK.TEST.SCALES", "[1.0]", "MODEL.SHARPMASK.TEST.TOP_N", "50"],
+                    cwd=str(elsewhere), env=dict(env, SEGZOO_DATASETS=str(tmp_path / "data")))
     assert r.returncode == 0, r.stdout[-4000:]
     md = (out / "zoo.md").read_text()
     for label in ("| Mask R-CNN (ROIAlign) |", "| BlendMask |", "| RDSNet + MBRM |", "| Fast R-CNN on SharpMask |"):

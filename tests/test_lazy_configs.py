@@ -3,7 +3,6 @@ shapes; with the twin's weights, the same detections), trains a step from its ow
 optimizer, and trains with Detectron2's tools/lazyconfig_train_net.py."""
 import glob
 import os
-import subprocess
 import sys
 
 import pytest
@@ -12,7 +11,7 @@ from omegaconf import ListConfig
 
 from detectron2.config import LazyConfig, instantiate
 
-from helpers import REPO, SHARED
+from helpers import REPO, SHARED, run_watched
 from segzoo.benchmark import build_model_from, random_inputs
 
 # lazy config -> its yaml twin (+ overrides)
@@ -212,13 +211,13 @@ def test_lazyconfig_train_net_trains_and_evaluates(name, tmp_path):
         tar.extract(member, tmp_path, filter="data")
     tool = tmp_path / member.name
     out = tmp_path / "out"
-    r = subprocess.run(
+    r = run_watched(
         [sys.executable, str(tool), "--config-file", os.path.join(REPO, "configs", name),
          "train.max_iter=2", "train.seed=0", "train.init_checkpoint=", f"train.output_dir={out}", "train.device=cpu",
          "train.eval_period=0",
          "dataloader.train.num_workers=0", "dataloader.test.num_workers=0", "dataloader.train.total_batch_size=2",
          *QUICK_EVAL.get(name.split("/")[0], [])],
-        cwd=str(tmp_path), capture_output=True, text=True, timeout=900,
+        cwd=str(tmp_path),
     )
     log = r.stdout + r.stderr
     assert r.returncode == 0, log[-4000:]

@@ -13,7 +13,7 @@ from segzoo.errors import UserError
 from segzoo.plugins import Plugin, import_plugins, plugin_entry_points
 from segzoo.zoo import methods
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import REPO, run_watched
 
 
 def test_installed_plugins_declare_configs_architectures_and_methods():
@@ -155,10 +155,9 @@ def test_a_new_plugin_is_one_folder_and_one_entry_point(toy_plugin):
 def test_new_plugin_runs_in_the_comparison_harness(toy_plugin, tmp_path):
     root, env = toy_plugin
     out = str(tmp_path / "zoo")
-    r = subprocess.run([sys.executable, os.path.join(REPO, "tools", "model_zoo.py"), "--methods", "toy_rcnn",
-                        "--iters", "2", "--num-train", "8", "--num-val", "2", "--timed-images", "1", "--output", out],
-                       cwd=str(root), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                       timeout=900)
+    r = run_watched([sys.executable, os.path.join(REPO, "tools", "model_zoo.py"), "--methods", "toy_rcnn",
+                     "--iters", "2", "--num-train", "8", "--num-val", "2", "--timed-images", "1", "--output", out],
+                    cwd=str(root), env=env)
     assert r.returncode == 0, r.stdout[-3000:]
     assert "| Toy R-CNN |" in open(os.path.join(out, "zoo.md")).read()
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import REPO, run_train_net
+from helpers import REPO, run_train_net, run_watched
 from segzoo.data.stream import ResumableTrainLoader, SeededBatchStream, current_sample_seed, seeded_rng
 from segzoo.engine.resume import AtomicWrites, make_writes_atomic
 
@@ -237,8 +237,7 @@ def _assert_same_weights(a, b):
 
 
 def _interrupted(mode, at, args):
-    return subprocess.run([sys.executable, os.path.join(REPO, "tests", "interrupted_train_net.py"), mode, str(at),
-                           *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
+    return run_watched([sys.executable, os.path.join(REPO, "tests", "interrupted_train_net.py"), mode, str(at), *args])
 
 
 @pytest.mark.slow

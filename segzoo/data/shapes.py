@@ -3,7 +3,9 @@
 Each image has a textured background and 0-20 instances of five shape classes, drawn in
 depth order: later shapes occlude earlier ones and every instance mask is its *visible*
 part (RLE-encoded, so holes and split parts are exact). Object sizes span COCO's small,
-medium and large area ranges; some images have no object at all.
+medium and large area ranges; some images have no object at all. The crowded preset
+(:data:`CROWDED_SPEC`: ``min_instances`` > 0) draws 150-400 small objects into every image, of
+which a few hundred stay visible, as in cell-nuclei, crowd or aerial data.
 
 Generation is deterministic (one RNG stream per image, seeded from ``seed`` and the image
 index) and atomic: the set is written to a temporary folder that is renamed into place
@@ -20,7 +22,7 @@ import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 
-__all__ = ["SHAPE_CLASSES", "ShapesSpec", "generate_shapes", "shapes_split_dir", "render_image"]
+__all__ = ["CROWDED_SPEC", "SHAPE_CLASSES", "ShapesSpec", "generate_shapes", "shapes_split_dir", "render_image"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +41,21 @@ class ShapesSpec:
     min_object_size: float = 10.0  # object diameter range in pixels (log-uniform)
     max_object_size: float = 150.0
     seed: int = 0
+    # 0: few objects in most images, some crowded (the default mix); > 0: every non-empty image
+    # draws between min_instances and max_instances objects (uniformly)
+    min_instances: int = 0
 
     def key(self) -> str:
+        crowd = f"_m{self.min_instances}" if self.min_instances else ""
         return (
-            f"v{FORMAT_VERSION}_n{self.num_images}_s{self.image_size}_k{self.max_instances}"
+            f"v{FORMAT_VERSION}_n{self.num_images}_s{self.image_size}_k{self.max_instances}{crowd}"
             f"_e{self.empty_fraction:g}_o{self.min_object_size:g}-{self.max_object_size:g}_seed{self.seed}"
         )
+
+
+# hundreds of small objects per image (shapes_crowded_*): 150-400 drawn, 6-24 px across, 140-360 visible
+CROWDED_SPEC = ShapesSpec(num_images=200, max_instances=400, min_instances=150, empty_fraction=0.0,
+                          min_object_size=6.0, max_object_size=24.0)
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -114,6 +125,8 @@ def render_image(spec: ShapesSpec, index: int):
     img = _background(rng, size)
     if rng.random() < spec.empty_fraction:
         n = 0
+    elif spec.min_instances:
+        n = int(rng.integers(spec.min_instances, spec.max_instances + 1))
     else:
         # many images with a few objects, some crowded ones
         n = int(min(spec.max_instances, 1 + rng.geometric(0.18) - 1)) if rng.random() < 0.8 else int(
@@ -147,8 +160,11 @@ def render_image(spec: ShapesSpec, index: int):
     instances.reverse()
 
     for cls, full, color in kept:  # back to front
-        shade = color + rng.normal(0, 10, size=(size, size, 3)) * rng.uniform(0.3, 1.0)
-        img[full] = shade[full]
+        if spec.min_instances:  # crowded: noise drawn for the object's own pixels only (hundreds per image)
+            img[full] = color + rng.normal(0, 10, size=(int(full.sum()), 3)) * rng.uniform(0.3, 1.0)
+        else:
+            shade = color + rng.normal(0, 10, size=(size, size, 3)) * rng.uniform(0.3, 1.0)
+            img[full] = shade[full]
     img = np.clip(img, 0, 255).astype(np.uint8)
     return img, instances
 

@@ -9,8 +9,11 @@ import re
 from detectron2.data import DatasetCatalog, build_detection_test_loader
 from detectron2.engine import DefaultTrainer, default_setup
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from .._compat import detectron2_has_ops
+from ..caps import fit_detection_caps
 from ..config import runtime_config
 from ..data import CheckedDatasetMapper, build_train_mapper, ensure_dataset_files, register_datasets_from_cfg
 from ..data.stream import build_resumable_train_loader
@@ -29,6 +32,8 @@ def _coco_evaluator(cfg, dataset_name, output_dir):
         distributed=True,
         output_dir=output_dir,
         use_fast_impl=detectron2_has_ops(),
+        # as many detections per image as the model keeps (segzoo.caps), at least COCO's 100
+        max_dets_per_image=max(100, cfg.TEST.DETECTIONS_PER_IMAGE),
     )
 
 
@@ -112,7 +117,13 @@ class Trainer(DefaultTrainer):
         try:
             return build_resumable_train_loader(cfg, build_train_mapper(cfg))
         except AssertionError as e:  # Detectron2 asserts on empty datasets
-            raise UserError(f"training data {list(cfg.DATASETS.TRAIN)}: {e}") from e
+            names = list(cfg.DATASETS.TRAIN)
+            images = sum(len(DatasetCatalog.get(n)) for n in names)
+            if images and cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS:
+                raise UserError(f"training data {names}: none of its {images} images has a usable (non-crowd) "
+                                "annotation, nothing to learn from (with DATALOADER.FILTER_EMPTY_ANNOTATIONS False "
+                                "they train as background only)") from e
+            raise UserError(f"training data {names}: {e}") from e
 
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
@@ -135,9 +146,15 @@ class _HideUserErrorTracebacks(logging.Filter):
 
 
 def setup_cfg(args):
-    """:func:`segzoo.config.runtime_config` of the command line, frozen, then default_setup."""
-    cfg = runtime_config(args.config_file, args.opts, register_coco=getattr(args, "register_coco", None) or (),
-                         freeze=True)
+    """:func:`segzoo.config.runtime_config` of the command line, detection caps fitted to the data
+    (:func:`segzoo.caps.fit_detection_caps`), frozen, then default_setup."""
+    cfg = runtime_config(args.config_file, args.opts, register_coco=getattr(args, "register_coco", None) or ())
+    caps = fit_detection_caps(cfg)
+    cfg.freeze()
     default_setup(cfg, args)
+    # the library's own messages in the console and OUTPUT_DIR/log.txt, beside Detectron2's
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="segzoo", abbrev_name="segzoo")
+    if caps:
+        logging.getLogger("segzoo").info(caps)
     logging.getLogger("detectron2.engine.train_loop").addFilter(_HideUserErrorTracebacks())
     return cfg

@@ -77,8 +77,8 @@ def visualize_images(predictor, metadata, images: Sequence[str], output: str, co
     summary and the number of unreadable images (reported and skipped)."""
     import cv2
     import torch
-    from detectron2.data.detection_utils import read_image
 
+    from ..data.image import read_image
     from .visualize import draw_predictions
 
     single_file = len(images) == 1 and output.lower().endswith(IMAGE_EXTS)

@@ -5,8 +5,9 @@ import cv2
 import numpy as np
 import torch
 from detectron2.data import MetadataCatalog
-from detectron2.data.detection_utils import read_image
 from detectron2.utils.visualizer import ColorMode, Visualizer
+
+from ..data.image import read_image
 
 __all__ = ["draw_predictions", "draw_ground_truth", "write_visualizations"]
 

@@ -10,6 +10,7 @@ import sys
 import torch
 
 from ..benchmark import write_json
+from ..caps import max_instances_per_image
 from ..errors import UserError
 from .bench import bench_method, markdown_tables
 from .methods import BACKBONES, Harness, Schedule, methods
@@ -56,7 +57,8 @@ Writes a JSON file (--output) and prints Markdown tables.
 
 
 def dataset_setup(args):
-    """Overrides registering the datasets, and the number of classes of the training set."""
+    """Overrides registering the datasets, the number of classes of the training set and the most
+    instances in one image of the training and evaluation sets."""
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
     from ..config import runtime_config
@@ -73,7 +75,7 @@ def dataset_setup(args):
     classes = MetadataCatalog.get(args.train).get("thing_classes")
     if not args.num_classes and not classes:
         raise UserError(f"dataset '{args.train}' has no thing_classes: give --num-classes")
-    return opts, args.num_classes or len(classes)
+    return opts, args.num_classes or len(classes), max_instances_per_image([args.train, args.test])
 
 
 def main_compare(argv=None):
@@ -97,7 +99,9 @@ def main_compare(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
                    help="run the whole comparison once per seed (OUTPUT/seed_<s>) and write OUTPUT/seeds.md "
                         "with mean ± sd over them")
-    p.add_argument("--proposals", type=int, default=300, help="proposals per image for a detector on another method's proposals")
+    p.add_argument("--proposals", type=int, default=300,
+                   help="proposals per image for a detector on another method's proposals (raised to twice the "
+                        "instances of the most crowded image)")
     p.add_argument("--timed-images", type=int, default=10, help="test images timed per method")
     p.add_argument("--output", default="", help="default: output/zoo/<train>_<backbone>_<size>px_<iters>it")
     p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for every method")
@@ -112,10 +116,13 @@ def main_compare(argv=None):
     for seed in seeds:
         out = output if args.seeds is None else os.path.join(output, f"seed_{seed}")
         try:
-            data_opts, num_classes = dataset_setup(args)
+            data_opts, num_classes, crowd = dataset_setup(args)
+            # a detector on another method's proposals gets at least 2 per instance of the most
+            # crowded image (each method's own caps follow the data in train_net: segzoo.caps)
+            proposals = max(args.proposals, 2 * crowd)
             harness = Harness(train=args.train, test=args.test, num_classes=num_classes, backbone=args.backbone,
                               size=args.size, schedule=Schedule(iters=args.iters, batch=args.batch),
-                              device=args.device, seed=seed, proposals=args.proposals, data_opts=data_opts,
+                              device=args.device, seed=seed, proposals=proposals, data_opts=data_opts,
                               extra_opts=list(args.opts))
             rows = Zoo(harness, out, args.methods, timed_images=args.timed_images,
                        say=lambda s: print(s, flush=True)).run()
@@ -124,7 +131,7 @@ def main_compare(argv=None):
             return 2
         settings = {"date": datetime.date.today().isoformat(), "device": device, "train": args.train,
                     "test": args.test, "num_classes": num_classes, "backbone": args.backbone, "size": args.size,
-                    "iters": args.iters, "batch": args.batch, "seed": seed, "proposals": args.proposals,
+                    "iters": args.iters, "batch": args.batch, "seed": seed, "proposals": proposals,
                     "timed_images": args.timed_images, "opts": list(args.opts), "torch": torch.__version__}
         title = (f"{args.train} -> {args.test}, {args.backbone}, {args.size} px, {args.iters} iterations x "
                  f"{args.batch} images, seed {seed}; latency: median over {args.timed_images} test images, "

@@ -1,4 +1,5 @@
 """This package's declaration to segzoo (entry point ``segzoo.plugins``: ``rdsnet:PLUGIN``)."""
+from segzoo.caps import retinanet_caps
 from segzoo.plugins import Plugin
 from segzoo.zoo import Method, retinanet_detections
 
@@ -8,6 +9,7 @@ PLUGIN = Plugin(
     name="rdsnet",
     add_config=add_rdsnet_config,
     meta_architectures=("RDSNet",),
+    detection_caps={"RDSNet": retinanet_caps},  # RetinaNet's keys
     methods=(
         Method("retinanet", "RetinaNet (Detectron2)", "RDSNet/shapes_RetinaNet_R_18.yaml", kind="boxes",
                detections=retinanet_detections, note="Detectron2's RetinaNet head (no norm in the cls / box towers)"),
