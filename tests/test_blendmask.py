@@ -294,7 +294,7 @@ def test_bad_config_value_is_one_line_from_train_net(tmp_path):
     from helpers import run_train_net
 
     r = run_train_net(["--config-file", "configs/BlendMask/shapes_R_18.yaml", "MODEL.DEVICE", "cpu",
-                       "MODEL.FCOS.SIZES_OF_INTEREST", "[32, 64]", "OUTPUT_DIR", str(tmp_path)], timeout=300)
+                       "MODEL.FCOS.SIZES_OF_INTEREST", "[32, 64]", "OUTPUT_DIR", str(tmp_path)])
     assert r.returncode == 2, r.stdout[-3000:]
     assert "error: MODEL.FCOS.SIZES_OF_INTEREST needs 4 values for 5 levels" in r.stdout
     assert "Traceback" not in r.stdout

@@ -113,9 +113,9 @@ def test_every_method_trains_and_evaluates_on_crowded_images(tmp_path):
     evaluated with COCO's max detections raised, and keeps more instances per image than the
     shapes configs' cap of 50."""
     out = str(tmp_path / "zoo")
-    r = run_tool("model_zoo.py", ["--iters", "2", "--train", "shapes_crowded_train", "--test", "shapes_crowded_val",
-                                  "--num-train", "8", "--num-val", "2", "--timed-images", "1", "--output", out,
-                                  "--methods", *CROWDED_METHODS, *FAST, *NO_THRESHOLD])
+    r = run_tool("model_zoo.py", ["--methods", *CROWDED_METHODS, "--iters", "2", "--train", "shapes_crowded_train",
+                                  "--test", "shapes_crowded_val", "--num-train", "8", "--num-val", "2",
+                                  "--timed-images", "1", "--output", out, *FAST, *NO_THRESHOLD])
     assert r.returncode == 0, r.stdout[-3000:]
     with open(os.path.join(out, "zoo.json")) as f:
         report = json.load(f)

@@ -44,7 +44,7 @@ def test_amp_training_on_cuda(name, tmp_path):
     r = run_train_net(["--config-file", AMP_TRAINING[name], "MODEL.DEVICE", "cuda", "SOLVER.AMP.ENABLED", "True",
                        "SOLVER.MAX_ITER", "20", "SOLVER.WARMUP_ITERS", "5", "SOLVER.CHECKPOINT_PERIOD", "1000",
                        "DATASETS.TEST", "()", "DATALOADER.NUM_WORKERS", "2", "MODEL.WEIGHTS", "",
-                       "OUTPUT_DIR", str(tmp_path)], cwd=REPO, timeout=600)
+                       "OUTPUT_DIR", str(tmp_path)], cwd=REPO)
     assert r.returncode == 0, r.stdout[-4000:]
     metrics = [json.loads(line) for line in (tmp_path / "metrics.json").read_text().splitlines()]
     losses = [v for row in metrics for k, v in row.items() if k.startswith("loss_") or k == "total_loss"]
