@@ -1,0 +1,195 @@
+"""Export of a Detectron2 model (Detectron2's own or a plugin's) to TorchScript or ONNX by
+tracing, and a predictor that runs the exported file like Detectron2's ``DefaultPredictor``.
+
+The exported graph maps one image ``(3, H, W)`` float32, already resized to the model's test
+size and in its input format, to the raw detections of ``model.inference(batched_inputs,
+do_postprocess=False)`` (Detectron2's convention, which the plugins follow) as plain tensors:
+
+==========  ==================================================================
+``boxes``   ``(n, 4)`` float32 XYXY in the input image's pixels
+``scores``  ``(n,)`` float32
+``classes`` ``(n,)`` int64
+``masks``   ``(n, 1, M, M)`` float32 box-relative mask probabilities (models with masks)
+==========  ==================================================================
+
+What depends on the original image size (resizing the input, scaling boxes back, pasting
+masks into the image) stays outside the graph, in :class:`ExportedPredictor`, exactly as
+``detector_postprocess`` does it for the eager model. ``export.json`` beside the model holds
+what the predictor needs (outputs, input format, test resize).
+"""
+import json
+import logging
+import os
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..errors import UserError
+from .onnx_ops import register_onnx_symbolics
+
+__all__ = ["EXPORT_FORMATS", "EXPORT_METHODS", "OUTPUT_NAMES", "ExportAdapter", "ExportedPredictor",
+           "export_metadata", "export_model", "raw_inference", "resize_for_test"]
+
+logger = logging.getLogger(__name__)
+
+EXPORT_FORMATS = ("torchscript", "onnx")
+EXPORT_METHODS = ("tracing",)
+OUTPUT_NAMES = ("boxes", "scores", "classes", "masks")
+ONNX_OPSET = 17
+_FILES = {"torchscript": "model.ts", "onnx": "model.onnx"}
+
+
+def raw_inference(model: nn.Module, batched_inputs: List[Dict[str, Tensor]]):
+    """``model.inference(batched_inputs, do_postprocess=False)``: detections in the input size,
+    masks (if any) box-relative."""
+    inference = getattr(model, "inference", None)
+    if inference is None:
+        raise UserError(
+            f"{type(model).__name__} cannot be exported: it has no inference(batched_inputs, "
+            "do_postprocess=False) giving its raw detections"
+        )
+    return inference(batched_inputs, do_postprocess=False)
+
+
+class ExportAdapter(nn.Module):
+    """``image (3, H, W) -> (boxes, scores, classes[, masks])`` around a Detectron2 model in eval
+    mode (see the module docstring)."""
+
+    def __init__(self, model: nn.Module, with_masks: bool):
+        super().__init__()
+        self.model = model.eval()
+        self.with_masks = with_masks
+
+    def forward(self, image: Tensor) -> Tuple[Tensor, ...]:
+        det = raw_inference(self.model, [{"image": image}])[0]
+        out = (det.pred_boxes.tensor, det.scores, det.pred_classes)
+        if self.with_masks:
+            out = out + (det.pred_masks,)
+        return out
+
+    @property
+    def output_names(self) -> Tuple[str, ...]:
+        return OUTPUT_NAMES if self.with_masks else OUTPUT_NAMES[:3]
+
+
+def _with_masks(model: nn.Module, image: Tensor) -> bool:
+    with torch.no_grad():
+        det = raw_inference(model, [{"image": image}])[0]
+    if det.has("pred_masks") and det.pred_masks.dim() != 4:
+        raise UserError(
+            f"{type(model).__name__}: raw masks must be (n, 1, M, M) box-relative maps to be exported, "
+            f"got shape {tuple(det.pred_masks.shape)}"
+        )
+    return det.has("pred_masks")
+
+
+def export_model(model: nn.Module, image: Tensor, output_dir: str, format: str = "torchscript",
+                 method: str = "tracing", metadata: Optional[Dict] = None) -> str:
+    """Export ``model`` (eval mode) traced on ``image`` (3, H, W) to ``output_dir``; returns the
+    model file's path. ``metadata`` (input format, test resize: :func:`export_metadata`) is
+    written to ``export.json`` with the outputs."""
+    if format not in EXPORT_FORMATS:
+        raise UserError(f"format must be one of {list(EXPORT_FORMATS)}, got {format!r}")
+    if method not in EXPORT_METHODS:
+        raise UserError(
+            f"export method {method!r} is not supported: use one of {list(EXPORT_METHODS)} "
+            "(the plugins' inference is written for tracing)"
+        )
+    if image.dim() != 3 or image.shape[0] != 3:
+        raise UserError(f"the sample image must be a (3, H, W) tensor, got shape {tuple(image.shape)}")
+    model.eval()
+    adapter = ExportAdapter(model, _with_masks(model, image)).eval()
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, _FILES[format])
+    tmp = path + ".tmp"
+    with torch.no_grad():
+        if format == "torchscript":
+            traced = torch.jit.trace(adapter, (image,), check_trace=False)
+            torch.jit.save(traced, tmp)
+        else:
+            register_onnx_symbolics(ONNX_OPSET)
+            dynamic = {"image": {1: "height", 2: "width"}}
+            dynamic.update({name: {0: "detections"} for name in adapter.output_names})
+            torch.onnx.export(adapter, (image,), tmp, dynamo=False, opset_version=ONNX_OPSET,
+                              input_names=["image"], output_names=list(adapter.output_names),
+                              dynamic_axes=dynamic)
+    os.replace(tmp, path)
+    info = dict(metadata or {})
+    info.update(format=format, method=method, file=os.path.basename(path), outputs=list(adapter.output_names),
+                onnx_opset=ONNX_OPSET if format == "onnx" else None,
+                traced_on=list(image.shape[1:]))
+    with open(os.path.join(output_dir, "export.json"), "w") as f:
+        json.dump(info, f, indent=1)
+    logger.info("exported %s (%s, %s) with outputs %s", path, format, method, ", ".join(adapter.output_names))
+    return path
+
+
+def export_metadata(cfg) -> Dict:
+    """What :class:`ExportedPredictor` needs from a config: input format and test resize."""
+    return {
+        "meta_architecture": cfg.MODEL.META_ARCHITECTURE,
+        "input_format": cfg.INPUT.FORMAT,
+        "min_size_test": cfg.INPUT.MIN_SIZE_TEST,
+        "max_size_test": cfg.INPUT.MAX_SIZE_TEST,
+    }
+
+
+def resize_for_test(original_image: np.ndarray, min_size: int, max_size: int) -> Tensor:
+    """``(H, W, 3)`` array -> ``(3, h, w)`` float32 tensor resized as ``DefaultPredictor`` does."""
+    from detectron2.data import transforms as T
+
+    aug = T.ResizeShortestEdge([min_size, min_size], max_size)
+    image = aug.get_transform(original_image).apply_image(original_image)
+    return torch.as_tensor(image.astype("float32").transpose(2, 0, 1))
+
+
+class ExportedPredictor:
+    """Runs an exported model like Detectron2's ``DefaultPredictor``: ``predictor(image)`` takes
+    an ``(H, W, 3)`` uint8 array in the model's input format, resizes it to the test size,
+    runs the exported graph and returns ``Instances`` at the original size (boxes scaled,
+    masks pasted by ``detector_postprocess``). :meth:`run` gives the raw outputs."""
+
+    def __init__(self, output_dir: str, providers: Sequence[str] = ("CPUExecutionProvider",)):
+        meta = os.path.join(output_dir, "export.json")
+        if not os.path.isfile(meta):
+            raise UserError(f"{output_dir}: no export.json (not a directory written by export_model)")
+        with open(meta) as f:
+            self.info = json.load(f)
+        self.format = self.info["format"]
+        path = os.path.join(output_dir, self.info["file"])
+        if self.format == "torchscript":
+            from ..ops import load_extension
+
+            load_extension()  # the graph calls torch.ops.segzoo.*
+            self._ts = torch.jit.load(path, map_location="cpu")
+        else:
+            import onnxruntime as ort
+
+            self._ort = ort.InferenceSession(path, providers=list(providers))
+
+    def run(self, image: Tensor) -> Dict[str, Tensor]:
+        """Raw outputs for one resized ``(3, H, W)`` image."""
+        if self.format == "torchscript":
+            with torch.no_grad():
+                outs = self._ts(image)
+        else:
+            outs = [torch.from_numpy(o) for o in self._ort.run(None, {"image": image.numpy()})]
+        return dict(zip(self.info["outputs"], outs))
+
+    def resize(self, original_image: np.ndarray) -> Tensor:
+        return resize_for_test(original_image, self.info["min_size_test"], self.info["max_size_test"])
+
+    def __call__(self, original_image: np.ndarray):
+        from detectron2.modeling.postprocessing import detector_postprocess
+        from detectron2.structures import Boxes, Instances
+
+        h, w = original_image.shape[:2]
+        image = self.resize(original_image)
+        out = self.run(image)
+        inst = Instances(tuple(image.shape[1:]), pred_boxes=Boxes(out["boxes"]), scores=out["scores"],
+                         pred_classes=out["classes"])
+        if "masks" in out:
+            inst.pred_masks = out["masks"]
+        return detector_postprocess(inst, h, w)
