@@ -21,6 +21,8 @@ CONFIGS = {
        for p in ("ROIPool", "ROIWarp", "ROIAlign", "ROIAlignMax", "ROIAlignV2")},
     "blendmask": ("configs/BlendMask/shapes_R_18.yaml", "MODEL.FCOS.INFERENCE_TH_TEST"),
     "blendmask_K1": ("configs/BlendMask/shapes_R_18_K1.yaml", "MODEL.FCOS.INFERENCE_TH_TEST"),
+    "rdsnet": ("configs/RDSNet/shapes_R_18.yaml", "MODEL.RETINANET.SCORE_THRESH_TEST"),
+    "rdsnet_mbrm": ("configs/RDSNet/shapes_R_18_mbrm.yaml", "MODEL.RETINANET.SCORE_THRESH_TEST"),
 }
 # tolerances: boxes in pixels of the original image, scores absolute, mask pixels as a fraction
 TOL = {"boxes": 1e-3, "scores": 1e-5, "classes": 0, "mask_pixels": 1e-3}
@@ -89,7 +91,7 @@ def test_exported_model_matches_pytorch(name, fmt, trained, tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
-@pytest.mark.parametrize("name", ["mask_rcnn_ROIAlignV2", "blendmask"])
+@pytest.mark.parametrize("name", ["mask_rcnn_ROIAlignV2", "blendmask", "rdsnet_mbrm"])
 def test_exported_model_with_no_detections(name, fmt, trained, tmp_path):
     thresh_key = CONFIGS[name][1]
     cfg, model = trained(name, thresh_key, "1.0")  # no score passes

@@ -14,8 +14,11 @@ do_postprocess=False)`` (Detectron2's convention, which the plugins follow) as p
 
 What depends on the original image size (resizing the input, scaling boxes back, pasting
 masks into the image) stays outside the graph, in :class:`ExportedPredictor`, exactly as
-``detector_postprocess`` does it for the eager model. ``export.json`` beside the model holds
-what the predictor needs (outputs, input format, test resize).
+``detector_postprocess`` does it for the eager model. A model whose masks are made directly
+at the output size (``model.masks_at_output_size``, e.g. RDSNet) is exported with a second
+input, ``output_size`` (int64 ``[height, width]``), and its outputs are final: boxes at that
+size, ``masks`` ``(n, height, width)`` bool. ``export.json`` beside the model holds what the
+predictor needs (inputs, outputs, input format, test resize).
 """
 import json
 import logging
@@ -61,26 +64,39 @@ class ExportAdapter(nn.Module):
         super().__init__()
         self.model = model.eval()
         self.with_masks = with_masks
+        self.sized = bool(getattr(model, "masks_at_output_size", False))
 
-    def forward(self, image: Tensor) -> Tuple[Tensor, ...]:
-        det = raw_inference(self.model, [{"image": image}])[0]
+    def forward(self, image: Tensor, output_size: Optional[Tensor] = None) -> Tuple[Tensor, ...]:
+        inputs = {"image": image}
+        if self.sized:
+            inputs.update(height=output_size[0], width=output_size[1])
+        det = raw_inference(self.model, [inputs])[0]
         out = (det.pred_boxes.tensor, det.scores, det.pred_classes)
         if self.with_masks:
             out = out + (det.pred_masks,)
         return out
 
     @property
+    def input_names(self) -> Tuple[str, ...]:
+        return ("image", "output_size") if self.sized else ("image",)
+
+    @property
     def output_names(self) -> Tuple[str, ...]:
         return OUTPUT_NAMES if self.with_masks else OUTPUT_NAMES[:3]
+
+    def example_inputs(self, image: Tensor) -> Tuple[Tensor, ...]:
+        return (image, torch.tensor(image.shape[1:], dtype=torch.int64)) if self.sized else (image,)
 
 
 def _with_masks(model: nn.Module, image: Tensor) -> bool:
     with torch.no_grad():
         det = raw_inference(model, [{"image": image}])[0]
-    if det.has("pred_masks") and det.pred_masks.dim() != 4:
+    want = 3 if getattr(model, "masks_at_output_size", False) else 4
+    if det.has("pred_masks") and det.pred_masks.dim() != want:
         raise UserError(
-            f"{type(model).__name__}: raw masks must be (n, 1, M, M) box-relative maps to be exported, "
-            f"got shape {tuple(det.pred_masks.shape)}"
+            f"{type(model).__name__}: raw masks must be " + ("(n, H, W) image masks" if want == 3 else
+                                                             "(n, 1, M, M) box-relative maps")
+            + f" to be exported, got shape {tuple(det.pred_masks.shape)}"
         )
     return det.has("pred_masks")
 
@@ -105,19 +121,23 @@ def export_model(model: nn.Module, image: Tensor, output_dir: str, format: str =
     path = os.path.join(output_dir, _FILES[format])
     tmp = path + ".tmp"
     with torch.no_grad():
+        args = adapter.example_inputs(image)
         if format == "torchscript":
-            traced = torch.jit.trace(adapter, (image,), check_trace=False)
+            traced = torch.jit.trace(adapter, args, check_trace=False)
             torch.jit.save(traced, tmp)
         else:
             register_onnx_symbolics(ONNX_OPSET)
             dynamic = {"image": {1: "height", 2: "width"}}
             dynamic.update({name: {0: "detections"} for name in adapter.output_names})
-            torch.onnx.export(adapter, (image,), tmp, dynamo=False, opset_version=ONNX_OPSET,
-                              input_names=["image"], output_names=list(adapter.output_names),
+            if adapter.sized and adapter.with_masks:
+                dynamic["masks"].update({1: "out_height", 2: "out_width"})
+            torch.onnx.export(adapter, args, tmp, dynamo=False, opset_version=ONNX_OPSET,
+                              input_names=list(adapter.input_names), output_names=list(adapter.output_names),
                               dynamic_axes=dynamic)
     os.replace(tmp, path)
     info = dict(metadata or {})
-    info.update(format=format, method=method, file=os.path.basename(path), outputs=list(adapter.output_names),
+    info.update(format=format, method=method, file=os.path.basename(path), inputs=list(adapter.input_names),
+                outputs=list(adapter.output_names),
                 onnx_opset=ONNX_OPSET if format == "onnx" else None,
                 traced_on=list(image.shape[1:]))
     with open(os.path.join(output_dir, "export.json"), "w") as f:
@@ -169,13 +189,23 @@ class ExportedPredictor:
 
             self._ort = ort.InferenceSession(path, providers=list(providers))
 
-    def run(self, image: Tensor) -> Dict[str, Tensor]:
-        """Raw outputs for one resized ``(3, H, W)`` image."""
+    @property
+    def sized(self) -> bool:
+        """Whether the graph takes the output size (its outputs are then final)."""
+        return "output_size" in self.info.get("inputs", ())
+
+    def run(self, image: Tensor, output_size: Optional[Tuple[int, int]] = None) -> Dict[str, Tensor]:
+        """Raw outputs for one resized ``(3, H, W)`` image (and, for a graph that takes it, the
+        output size, default the image's)."""
+        args = [image]
+        if self.sized:
+            args.append(torch.tensor(output_size or image.shape[1:], dtype=torch.int64))
         if self.format == "torchscript":
             with torch.no_grad():
-                outs = self._ts(image)
+                outs = self._ts(*args)
         else:
-            outs = [torch.from_numpy(o) for o in self._ort.run(None, {"image": image.numpy()})]
+            feed = dict(zip(self.info["inputs"], (a.numpy() for a in args)))
+            outs = [torch.from_numpy(o) for o in self._ort.run(None, feed)]
         return dict(zip(self.info["outputs"], outs))
 
     def resize(self, original_image: np.ndarray) -> Tensor:
@@ -187,9 +217,9 @@ class ExportedPredictor:
 
         h, w = original_image.shape[:2]
         image = self.resize(original_image)
-        out = self.run(image)
-        inst = Instances(tuple(image.shape[1:]), pred_boxes=Boxes(out["boxes"]), scores=out["scores"],
-                         pred_classes=out["classes"])
+        out = self.run(image, (h, w))
+        size = (h, w) if self.sized else tuple(image.shape[1:])
+        inst = Instances(size, pred_boxes=Boxes(out["boxes"]), scores=out["scores"], pred_classes=out["classes"])
         if "masks" in out:
             inst.pred_masks = out["masks"]
-        return detector_postprocess(inst, h, w)
+        return inst if self.sized else detector_postprocess(inst, h, w)

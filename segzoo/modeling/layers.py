@@ -89,13 +89,13 @@ def instance_bitmasks(inst: Instances) -> Tensor:
 def mask_tight_boxes(masks: Tensor, fallback: Tensor) -> Tensor:
     """(N, 4) tight XYXY boxes of (N, H, W) bool masks; empty masks keep ``fallback``."""
     n, h, w = masks.shape
-    if n == 0:
+    if n == 0 and not torch.jit.is_tracing():
         return fallback.clone()
     cols = masks.any(dim=1)  # (N, W)
     rows = masks.any(dim=2)  # (N, H)
     xs = torch.arange(w, device=masks.device)
     ys = torch.arange(h, device=masks.device)
-    big = max(h, w) + 1
+    big = h + w + 1  # larger than any index (sizes are tensors when traced)
     x0 = torch.where(cols, xs, big).amin(dim=1)
     x1 = torch.where(cols, xs, -1).amax(dim=1) + 1
     y0 = torch.where(rows, ys, big).amin(dim=1)
