@@ -359,16 +359,7 @@ class RDSNet(NormRetinaNet):
         H, W = out_size
         boxes, windows, probs = self.crop_probabilities(det, embedding, in_size, out_size)
         masks = paste_windows([p > self.mask_thresh for p in probs], windows, (H, W))
-        if self.box_refinement == "mbrm":
-            px, py = window_profiles(probs, windows, (H, W))
-            boxes = self.mbrm.refine(px, py, boxes)
-        elif self.box_refinement == "direct":
-            boxes = mask_tight_boxes(masks, boxes)
-        boxes = Boxes(boxes)
-        boxes.clip((H, W))
-        return Instances(
-            (H, W), pred_boxes=boxes, scores=det.scores, pred_classes=det.pred_classes, pred_masks=masks
-        )
+        return self._finish(det, boxes, masks, lambda: window_profiles(probs, windows, (H, W)), out_size)
 
     def segment_dense(self, det: Instances, embedding: Tensor, in_size, out_size) -> Instances:
         """:meth:`segment` without per-detection loops, for export: every detection's probability
@@ -383,15 +374,19 @@ class RDSNet(NormRetinaNet):
         logits = torch.einsum("nd,dhw->nhw", kernels[:, 1] - kernels[:, 0], embedding)
         probs = sample_maps(logits, (H, W), (sy, sx), self.pixel_stream.out_stride).sigmoid()
         probs = probs * window_masks(windows, H, W)
-        masks = probs > self.mask_thresh
+        return self._finish(det, boxes, probs > self.mask_thresh, lambda: profiles(probs), out_size)
+
+    def _finish(self, det: Instances, boxes: Tensor, masks: Tensor, mask_profiles, out_size) -> Instances:
+        """Box refinement per BOX_REFINEMENT (``mask_profiles()``: MBRM's (px, py)), clipping, and the
+        output Instances."""
         if self.box_refinement == "mbrm":
-            boxes = self.mbrm.refine(*profiles(probs), boxes)
+            boxes = self.mbrm.refine(*mask_profiles(), boxes)
         elif self.box_refinement == "direct":
             boxes = mask_tight_boxes(masks, boxes)
         boxes = Boxes(boxes)
-        boxes.clip((H, W))
+        boxes.clip(out_size)
         return Instances(
-            (H, W), pred_boxes=boxes, scores=det.scores, pred_classes=det.pred_classes, pred_masks=masks
+            out_size, pred_boxes=boxes, scores=det.scores, pred_classes=det.pred_classes, pred_masks=masks
         )
 
 
