@@ -128,3 +128,13 @@ def test_export_tool_bad_input_is_one_line(tmp_path):
     assert r.returncode == 2
     assert r.stdout.strip().splitlines()[-1] == f"error: image not found: {tmp_path / 'missing.png'}"
     assert not (tmp_path / "model.ts").exists()
+
+
+def test_a_model_without_raw_inference_is_one_clear_error(tmp_path):
+    from segzoo.errors import UserError
+
+    cfg = config("configs/SharpMask/shapes_sharpmask_R_18.yaml")
+    model = build_model(cfg).eval()
+    with pytest.raises(UserError, match=r"^SharpMask cannot be exported: it has no inference\(batched_inputs, "):
+        export_model(model, torch.rand(3, 64, 64) * 255, str(tmp_path), "onnx")
+    assert not os.listdir(tmp_path)

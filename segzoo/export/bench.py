@@ -25,9 +25,6 @@ from .model import ExportedPredictor, export_model, raw_inference
 
 __all__ = ["bench_method", "main"]
 
-EXPORTABLE_KINDS = ("instance",)
-
-
 def bench_method(method, n: int, size: int, images: int, repeats: int, warmup: int) -> Dict:
     """Median latency (ms) of eager / TorchScript / ONNX Runtime for one harness method."""
     from ..zoo import detections_opts
@@ -56,7 +53,8 @@ def bench_method(method, n: int, size: int, images: int, repeats: int, warmup: i
 def main(argv=None) -> int:
     from ..zoo import methods
 
-    known = {k: m for k, m in methods().items() if m.kind in EXPORTABLE_KINDS and m.parent is None}
+    # instance segmentation methods that are not fed proposals from another model
+    known = {k: m for k, m in methods().items() if m.kind == "instance" and m.proposals is None}
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=list(known), help=f"default: {', '.join(known)}")
     p.add_argument("--detections", type=int, default=50, help="forced detections per image")

@@ -20,6 +20,7 @@ input, ``output_size`` (int64 ``[height, width]``), and its outputs are final: b
 size, ``masks`` ``(n, height, width)`` bool. ``export.json`` beside the model holds what the
 predictor needs (inputs, outputs, input format, test resize).
 """
+import inspect
 import json
 import logging
 import os
@@ -48,7 +49,7 @@ def raw_inference(model: nn.Module, batched_inputs: List[Dict[str, Tensor]]):
     """``model.inference(batched_inputs, do_postprocess=False)``: detections in the input size,
     masks (if any) box-relative."""
     inference = getattr(model, "inference", None)
-    if inference is None:
+    if inference is None or "do_postprocess" not in inspect.signature(inference).parameters:
         raise UserError(
             f"{type(model).__name__} cannot be exported: it has no inference(batched_inputs, "
             "do_postprocess=False) giving its raw detections"
