@@ -138,3 +138,44 @@ def test_a_model_without_raw_inference_is_one_clear_error(tmp_path):
     with pytest.raises(UserError, match=r"^SharpMask cannot be exported: it has no inference\(batched_inputs, "):
         export_model(model, torch.rand(3, 64, 64) * 255, str(tmp_path), "onnx")
     assert not os.listdir(tmp_path)
+
+
+def _detectron2_export_imports():
+    try:
+        import detectron2.export  # noqa: F401  (v0.6's needs caffe2)
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", ["mask_rcnn_ROIAlignMax", "mask_rcnn_ROIWarp"])
+def test_scripted_mask_rcnn_matches_pytorch(name, trained, tmp_path):
+    """Detectron2's scripting with our pooler (upstream Detectron2; with v0.6, whose
+    detectron2.export needs caffe2, one clear error and nothing written)."""
+    from segzoo.errors import UserError
+
+    cfg, model = trained(name, CONFIGS[name][1], "0.0")
+    sample = resize_for_test(_images()[0], cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
+    if not _detectron2_export_imports():
+        with pytest.raises(UserError, match="^scripting needs detectron2.export"):
+            export_model(model, sample, str(tmp_path / "out"), "torchscript", "scripting")
+        assert not (tmp_path / "out").exists()
+        return
+    export_model(model, sample, str(tmp_path), "torchscript", "scripting", export_metadata(cfg))
+    predictor = ExportedPredictor(str(tmp_path))
+    for img in _images():
+        diff = compare_predictions(predictor(img), eager_predict(model, predictor, img))
+        assert diff["detections"] == 0, diff
+        for k, tol in TOL.items():
+            assert diff.get(k, 0) <= tol, (k, diff)
+
+
+def test_scripting_other_models_is_one_clear_error(trained, tmp_path):
+    from segzoo.errors import UserError
+
+    cfg, model = trained("blendmask")
+    with pytest.raises(UserError, match=r"^scripting supports Detectron2's GeneralizedRCNN \(Mask R-CNN\) only, not BlendMask"):
+        export_model(model, torch.rand(3, 64, 64) * 255, str(tmp_path / "out"), "torchscript", "scripting")
+    with pytest.raises(UserError, match="^scripting exports TorchScript only"):
+        export_model(model, torch.rand(3, 64, 64) * 255, str(tmp_path / "out"), "onnx", "scripting")
+    assert not (tmp_path / "out").exists()

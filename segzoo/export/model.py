@@ -39,7 +39,7 @@ __all__ = ["EXPORT_FORMATS", "EXPORT_METHODS", "OUTPUT_NAMES", "ExportAdapter", 
 logger = logging.getLogger(__name__)
 
 EXPORT_FORMATS = ("torchscript", "onnx")
-EXPORT_METHODS = ("tracing",)
+EXPORT_METHODS = ("tracing", "scripting")
 OUTPUT_NAMES = ("boxes", "scores", "classes", "masks")
 ONNX_OPSET = 17
 _FILES = {"torchscript": "model.ts", "onnx": "model.onnx"}
@@ -89,6 +89,48 @@ class ExportAdapter(nn.Module):
         return (image, torch.tensor(image.shape[1:], dtype=torch.int64)) if self.sized else (image,)
 
 
+class _ScriptableRCNN(nn.Module):
+    """The adapter for scripting (GeneralizedRCNN with masks): same outputs as tracing's."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.eval()
+
+    def forward(self, image: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        det = self.model.inference([{"image": image}], do_postprocess=False)[0]
+        return det.pred_boxes.tensor, det.scores, det.pred_classes, det.pred_masks
+
+
+class _ScriptableRCNNBoxes(_ScriptableRCNN):
+    def forward(self, image: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        det = self.model.inference([{"image": image}], do_postprocess=False)[0]
+        return det.pred_boxes.tensor, det.scores, det.pred_classes
+
+
+def _script(model: nn.Module, with_masks: bool):
+    """Detectron2's scripting (``scripting_with_instances``) of a GeneralizedRCNN."""
+    from detectron2.modeling import GeneralizedRCNN
+
+    if not isinstance(model, GeneralizedRCNN):
+        raise UserError(f"scripting supports Detectron2's GeneralizedRCNN (Mask R-CNN) only, not "
+                        f"{type(model).__name__}: use --export-method tracing")
+    try:
+        from detectron2.export import scripting_with_instances
+    except ImportError as e:
+        raise UserError(f"scripting needs detectron2.export, which does not import here ({e}; Detectron2 v0.6 "
+                        "needs caffe2 for it): use --export-method tracing, or upstream Detectron2") from None
+    from detectron2.structures import Boxes
+
+    from ..ops import load_extension
+
+    load_extension()  # the scripted pooler calls torch.ops.segzoo.* directly
+    fields = {"proposal_boxes": Boxes, "objectness_logits": Tensor, "pred_boxes": Boxes, "scores": Tensor,
+              "pred_classes": Tensor, "pred_masks": Tensor}
+    adapter = _ScriptableRCNN(model) if with_masks else _ScriptableRCNNBoxes(model)
+    return scripting_with_instances(adapter, fields)
+
+
 def _with_masks(model: nn.Module, image: Tensor) -> bool:
     with torch.no_grad():
         det = raw_inference(model, [{"image": image}])[0]
@@ -110,22 +152,23 @@ def export_model(model: nn.Module, image: Tensor, output_dir: str, format: str =
     if format not in EXPORT_FORMATS:
         raise UserError(f"format must be one of {list(EXPORT_FORMATS)}, got {format!r}")
     if method not in EXPORT_METHODS:
-        raise UserError(
-            f"export method {method!r} is not supported: use one of {list(EXPORT_METHODS)} "
-            "(the plugins' inference is written for tracing)"
-        )
+        raise UserError(f"export method must be one of {list(EXPORT_METHODS)}, got {method!r}")
+    if method == "scripting" and format != "torchscript":
+        raise UserError("scripting exports TorchScript only: use --format torchscript (or tracing for ONNX)")
     if image.dim() != 3 or image.shape[0] != 3:
         raise UserError(f"the sample image must be a (3, H, W) tensor, got shape {tuple(image.shape)}")
     model.eval()
     adapter = ExportAdapter(model, _with_masks(model, image)).eval()
+    scripted = _script(model, adapter.with_masks) if method == "scripting" else None  # errors before writing
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, _FILES[format])
     tmp = path + ".tmp"
     with torch.no_grad():
         args = adapter.example_inputs(image)
-        if format == "torchscript":
-            traced = torch.jit.trace(adapter, args, check_trace=False)
-            torch.jit.save(traced, tmp)
+        if scripted is not None:
+            torch.jit.save(scripted, tmp)
+        elif format == "torchscript":
+            torch.jit.save(torch.jit.trace(adapter, args, check_trace=False), tmp)
         else:
             register_onnx_symbolics(ONNX_OPSET)
             dynamic = {"image": {1: "height", 2: "width"}}
