@@ -20,10 +20,12 @@ input, ``output_size`` (int64 ``[height, width]``), and its outputs are final: b
 size, ``masks`` ``(n, height, width)`` bool. ``export.json`` beside the model holds what the
 predictor needs (inputs, outputs, input format, test resize).
 """
+import contextlib
 import inspect
 import json
 import logging
 import os
+import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -144,6 +146,18 @@ def _with_masks(model: nn.Module, image: Tensor) -> bool:
     return det.has("pred_masks")
 
 
+@contextlib.contextmanager
+def _quiet():
+    """Tracing warns on every shape read as a number and torch deprecates its TorchScript and
+    TorchScript-based ONNX paths; the parity tests (tests/test_export_*.py) are what checks the
+    traced graphs, so these warnings are not shown to users."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=r".*(torch\.jit|TorchScript|torch\.onnx).*", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=r".*(legacy TorchScript-based ONNX|will be removed).*")
+        yield
+
+
 def export_model(model: nn.Module, image: Tensor, output_dir: str, format: str = "torchscript",
                  method: str = "tracing", metadata: Optional[Dict] = None) -> str:
     """Export ``model`` (eval mode) traced on ``image`` (3, H, W) to ``output_dir``; returns the
@@ -163,7 +177,7 @@ def export_model(model: nn.Module, image: Tensor, output_dir: str, format: str =
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, _FILES[format])
     tmp = path + ".tmp"
-    with torch.no_grad():
+    with torch.no_grad(), _quiet():
         args = adapter.example_inputs(image)
         if scripted is not None:
             torch.jit.save(scripted, tmp)
@@ -227,7 +241,8 @@ class ExportedPredictor:
             from ..ops import load_extension
 
             load_extension()  # the graph calls torch.ops.segzoo.*
-            self._ts = torch.jit.load(path, map_location="cpu")
+            with _quiet():
+                self._ts = torch.jit.load(path, map_location="cpu")
         else:
             import onnxruntime as ort
 
