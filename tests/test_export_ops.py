@@ -46,9 +46,9 @@ class _Pool(torch.nn.Module):
 
 
 def _onnx(module, args, names, dynamic_axes):
-    register_onnx_symbolics(17)
+    register_onnx_symbolics(18)
     f = io.BytesIO()
-    torch.onnx.export(module, args, f, dynamo=False, opset_version=17, input_names=names[:-1],
+    torch.onnx.export(module, args, f, dynamo=False, opset_version=18, input_names=names[:-1],
                       output_names=names[-1:], dynamic_axes=dynamic_axes)
     return ort.InferenceSession(f.getvalue(), providers=["CPUExecutionProvider"])
 
@@ -76,11 +76,11 @@ def test_roi_align_family_onnx_matches_op(mode, sampling_ratio, aligned):
 def test_onnx_graph_uses_standard_operators_only():
     import onnx
 
-    register_onnx_symbolics(17)
+    register_onnx_symbolics(18)
     x, rois = next(_feeds())
     for mode, sr, aligned in ROI_CASES:
         f = io.BytesIO()
-        torch.onnx.export(_Pool(mode, sr, aligned), (x, rois), f, dynamo=False, opset_version=17)
+        torch.onnx.export(_Pool(mode, sr, aligned), (x, rois), f, dynamo=False, opset_version=18)
         model = onnx.load_from_string(f.getvalue())
         onnx.checker.check_model(model, full_check=True)
         assert {n.domain for n in model.graph.node} <= {"", "ai.onnx"}, mode
@@ -104,9 +104,9 @@ def test_blender_onnx_matches_op(k, interp):
 
     g = torch.Generator().manual_seed(0)
     crops, attn = torch.randn(5, k, 56, 56, generator=g), torch.randn(5, k, 14, 14, generator=g)
-    register_onnx_symbolics(17)
+    register_onnx_symbolics(18)
     f = io.BytesIO()
-    torch.onnx.export(Blend(), (crops, attn), f, dynamo=False, opset_version=17, input_names=["crops", "attentions"],
+    torch.onnx.export(Blend(), (crops, attn), f, dynamo=False, opset_version=18, input_names=["crops", "attentions"],
                       output_names=["op", "wrapper"], dynamic_axes={
                           "crops": {0: "n", 2: "h", 3: "w"}, "attentions": {0: "n", 2: "m", 3: "m2"},
                           "op": {0: "n", 1: "h", 2: "w"}, "wrapper": {0: "n", 1: "h", 2: "w"}})
@@ -142,3 +142,23 @@ def test_torchscript_runs_the_ops_as_they_are(tmp_path):
 def test_opset_below_roialign_modes_is_one_clear_error():
     with pytest.raises(ValueError, match=f"opset >= {MIN_OPSET}"):
         register_onnx_symbolics(11)
+
+
+@pytest.mark.parametrize("size", [(45, 61), (128, 96), (300, 211)])
+def test_antialiased_resize_onnx_matches_pytorch(size):
+    """Downscaling with antialias (SharpMask's pyramid) as ONNX Resize-18, dynamic sizes."""
+    import torch.nn.functional as F
+
+    class Down(torch.nn.Module):
+        def forward(self, x):
+            h, w = (torch.as_tensor(v, dtype=torch.float64) for v in x.shape[-2:])
+            size = tuple(torch.round(v * 2 ** -1.5).clamp(min=1).long() for v in (h, w))
+            return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+    x = torch.randn(1, 3, 256, 200, generator=torch.Generator().manual_seed(0))
+    sess = _onnx(Down(), (x,), ["x", "out"], {"x": {2: "h", 3: "w"}, "out": {2: "oh", 3: "ow"}})
+    x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1))
+    out = sess.run(None, {"x": x.numpy()})[0]
+    ref = Down()(x).numpy()
+    assert out.shape == ref.shape
+    np.testing.assert_allclose(out, ref, atol=5e-5, rtol=0)

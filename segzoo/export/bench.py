@@ -53,8 +53,8 @@ def bench_method(method, n: int, size: int, images: int, repeats: int, warmup: i
 def main(argv=None) -> int:
     from ..zoo import methods
 
-    # instance segmentation methods that are not fed proposals from another model
-    known = {k: m for k, m in methods().items() if m.kind == "instance" and m.proposals is None}
+    # instance segmentation and segment-proposal methods that are not fed proposals by another model
+    known = {k: m for k, m in methods().items() if m.kind in ("instance", "proposals") and m.proposals is None}
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=list(known), help=f"default: {', '.join(known)}")
     p.add_argument("--detections", type=int, default=50, help="forced detections per image")

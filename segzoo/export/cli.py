@@ -75,13 +75,29 @@ def eager_predict(model, predictor: ExportedPredictor, original_image: np.ndarra
         return model([{"image": predictor.resize(original_image), "height": h, "width": w}])[0]["instances"]
 
 
+def _pair_up(a, b) -> torch.Tensor:
+    """For each detection of ``a``, in order, the index of its counterpart in ``b``: the unused
+    one of the same class nearest in box (L1, pixels) and score (x 1e4). Detections whose scores
+    tie exactly (e.g. windows over uniform padding), which two runtimes may order differently,
+    still pair up."""
+    cost = torch.cdist(a.pred_boxes.tensor.double(), b.pred_boxes.tensor.double(), p=1)
+    cost += 1e4 * (a.scores[:, None].double() - b.scores[None].double()).abs()
+    cost += 1e9 * (a.pred_classes[:, None] != b.pred_classes[None])
+    j = torch.empty(len(a), dtype=torch.long)
+    for i in range(len(a)):
+        j[i] = cost[i].argmin()
+        cost[:, j[i]] = float("inf")
+    return j
+
+
 def compare_predictions(a, b) -> Dict[str, float]:
-    """Largest differences between two ``Instances`` of one image (same order expected): number
-    of detections, box coordinates (pixels), scores, class disagreements and the fraction of
-    mask pixels that differ."""
+    """Largest differences between two ``Instances`` of one image: number of detections, then,
+    detections paired up (same order, up to exact score ties), box coordinates (pixels), scores,
+    class disagreements and the fraction of mask pixels that differ."""
     out = {"detections": float(abs(len(a) - len(b)))}
     if len(a) != len(b) or len(a) == 0:
         return out
+    b = b[_pair_up(a, b)]
     out["boxes"] = float((a.pred_boxes.tensor - b.pred_boxes.tensor).abs().max())
     out["scores"] = float((a.scores - b.scores).abs().max())
     out["classes"] = float((a.pred_classes != b.pred_classes).sum())

@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 EXPORT_FORMATS = ("torchscript", "onnx")
 EXPORT_METHODS = ("tracing", "scripting")
 OUTPUT_NAMES = ("boxes", "scores", "classes", "masks")
-ONNX_OPSET = 17
+ONNX_OPSET = 18
 _FILES = {"torchscript": "model.ts", "onnx": "model.onnx"}
 
 
@@ -194,6 +194,7 @@ def export_model(model: nn.Module, image: Tensor, output_dir: str, format: str =
                               dynamic_axes=dynamic)
     os.replace(tmp, path)
     info = dict(metadata or {})
+    info.update(_postprocess_info(model))
     info.update(format=format, method=method, file=os.path.basename(path), inputs=list(adapter.input_names),
                 outputs=list(adapter.output_names),
                 onnx_opset=ONNX_OPSET if format == "onnx" else None,
@@ -202,6 +203,21 @@ def export_model(model: nn.Module, image: Tensor, output_dir: str, format: str =
         json.dump(info, f, indent=1)
     logger.info("exported %s (%s, %s) with outputs %s", path, format, method, ", ".join(adapter.output_names))
     return path
+
+
+def _postprocess_info(model: nn.Module) -> Dict:
+    """How the predictor turns raw outputs into results: ``"detector"`` (Detectron2's
+    ``detector_postprocess``: boxes scaled and clipped, masks pasted at 0.5) or, for a model
+    declaring ``export_postprocess = "segments"`` (class-agnostic segments from windows, e.g.
+    SharpMask), :func:`segzoo.modeling.layers.paste_segments` with the model's ``mask_thresh``
+    and ``nms_thresh``; a model whose masks are made at the output size needs none."""
+    kind = getattr(model, "export_postprocess", "detector")
+    if kind not in ("detector", "segments"):
+        raise UserError(f"{type(model).__name__}.export_postprocess must be 'detector' or 'segments', got {kind!r}")
+    info = {"postprocess": "none" if getattr(model, "masks_at_output_size", False) else kind}
+    if kind == "segments":
+        info.update(mask_threshold=float(model.mask_thresh), nms_threshold=float(model.nms_thresh))
+    return info
 
 
 def export_metadata(cfg) -> Dict:
@@ -274,11 +290,17 @@ class ExportedPredictor:
         from detectron2.modeling.postprocessing import detector_postprocess
         from detectron2.structures import Boxes, Instances
 
+        from ..modeling.layers import paste_segments
+
         h, w = original_image.shape[:2]
         image = self.resize(original_image)
         out = self.run(image, (h, w))
-        size = (h, w) if self.sized else tuple(image.shape[1:])
+        post = self.info.get("postprocess", "detector")
+        if post == "segments":
+            return paste_segments(out["boxes"], out["masks"][:, 0], torch.logit(out["scores"].double()).float(),
+                                  tuple(image.shape[1:]), (h, w), self.info["mask_threshold"], self.info["nms_threshold"])
+        size = (h, w) if post == "none" else tuple(image.shape[1:])
         inst = Instances(size, pred_boxes=Boxes(out["boxes"]), scores=out["scores"], pred_classes=out["classes"])
         if "masks" in out:
             inst.pred_masks = out["masks"]
-        return inst if self.sized else detector_postprocess(inst, h, w)
+        return inst if post == "none" else detector_postprocess(inst, h, w)

@@ -20,7 +20,9 @@ adaptive          the Python wrapper swaps in ``segzoo.ops.roi_align_max_composi
                   ``Mul`` + ``ReduceSum``; K = 1: ``Sigmoid * Sigmoid``
 ================  =====================================================================
 
-The minimum opset is 16 (``RoiAlign``'s ``coordinate_transformation_mode``).
+The minimum opset is 16 (``RoiAlign``'s ``coordinate_transformation_mode``); from opset 18 the
+antialiased bilinear resize PyTorch has no symbolic for (SharpMask's image pyramid) is registered
+too, as ``Resize`` with ``antialias``.
 """
 import torch
 
@@ -113,7 +115,20 @@ def _blender_symbolic(g, crops, attentions, interp):
     return g.op("ReduceSum", g.op("Mul", crops, weights), _const_i64(g, [1]), keepdims_i=0)
 
 
-def register_onnx_symbolics(opset: int = 17) -> None:
+def _upsample_bilinear_aa_symbolic(g, input, output_size, align_corners, scales_h=None, scales_w=None):
+    """``F.interpolate(..., mode="bilinear", antialias=True)`` (align_corners False): Resize-18's
+    antialiased linear filter, renormalised at the borders as PyTorch does (``exclude_outside``)."""
+    sh = _sym()
+    if sh._maybe_get_const(align_corners, "b"):
+        raise RuntimeError("antialiased bilinear resize with align_corners=True has no ONNX equivalent")
+    empty = g.op("Constant", value_t=torch.tensor([], dtype=torch.float32))
+    batch_channels = sh._slice_helper(g, g.op("Shape", input), axes=[0], starts=[0], ends=[2])
+    sizes = g.op("Concat", batch_channels, g.op("Cast", output_size, to_i=torch.onnx.TensorProtoDataType.INT64), axis_i=0)
+    return g.op("Resize", input, empty, empty, sizes, mode_s="linear", coordinate_transformation_mode_s="half_pixel",
+                antialias_i=1, exclude_outside_i=1)
+
+
+def register_onnx_symbolics(opset: int = 18) -> None:
     """Register the symbolic functions for ``opset`` (idempotent)."""
     if opset < MIN_OPSET:
         raise ValueError(f"segzoo's ops need ONNX opset >= {MIN_OPSET} (RoiAlign modes), got {opset}")
@@ -124,4 +139,6 @@ def register_onnx_symbolics(opset: int = 17) -> None:
     load_extension()  # the ops must exist before their symbolics are looked up
     torch.onnx.register_custom_op_symbolic("segzoo::roi_align_family", _roi_align_family_symbolic, opset)
     torch.onnx.register_custom_op_symbolic("segzoo::blender", _blender_symbolic, opset)
+    if opset >= 18:  # Resize's antialias attribute
+        torch.onnx.register_custom_op_symbolic("aten::_upsample_bilinear2d_aa", _upsample_bilinear_aa_symbolic, opset)
     _registered.add(opset)
