@@ -84,8 +84,13 @@ def _export(cfg, model, tmp_path, fmt):
     return ExportedPredictor(str(tmp_path))
 
 
+# in the fast suite (also run against Detectron2 v0.6): one model per export path; the rest are `slow`
+FAST = {"mask_rcnn_ROIAlignMax", "blendmask", "rdsnet_mbrm"}
+MATRIX = [pytest.param(n, marks=() if n in FAST else pytest.mark.slow) for n in CONFIGS]
+
+
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
-@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize("name", MATRIX)
 def test_exported_model_matches_pytorch(name, fmt, trained, tmp_path):
     thresh_key = CONFIGS[name][1]
     cfg, model = trained(name, *((thresh_key, "0.0") if thresh_key else ()))  # every image has detections
