@@ -29,6 +29,9 @@ bench-zoo: setup  ## per-method latency vs instances, training throughput, peak 
 bench-ops: setup  ## the C++/CUDA ops (RoIAlign family, blender) against their PyTorch compositions
 	$(PY) tools/bench_ops.py $(BENCH_ARGS)
 
+bench-export: setup  ## eager PyTorch vs exported TorchScript vs ONNX Runtime latency per method
+	$(PY) tools/bench_export.py $(BENCH_ARGS)
+
 build:  ## force a rebuild of the C++/CUDA extension
 	rm -f .venv/.segzoo-ext-*
 	bash tools/setup_env.sh

@@ -51,6 +51,12 @@ def run_train_net(args, cwd=REPO, env=None, hang_after=HANG_AFTER):
                        hang_after=hang_after)
 
 
+def run_tool(name, args):
+    """Run ``tools/<name>`` from the repository root (:func:`run_watched`)."""
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    return run_watched([sys.executable, os.path.join(REPO, "tools", name), *args], cwd=REPO, env=env)
+
+
 def bf16_agreement(config_file, weights, *opts, num_images=4, top_k=10):
     """Inference of a trained model on the first ``num_images`` of shapes_val in fp32 and under
     CPU bfloat16 autocast. Returns (matched, total): of the ``top_k`` highest-scoring fp32

@@ -1,7 +1,6 @@
 """The model-zoo comparison, its benchmark and the demo command, on tiny schedules."""
 import json
 import os
-import sys
 
 import cv2
 import pytest
@@ -13,16 +12,11 @@ from segzoo.zoo.bench import method_opts
 from segzoo.zoo.measure import peak_memory, run_isolated
 from segzoo.benchmark import build_model_from, random_inputs
 
-from helpers import REPO, run_watched
+from helpers import REPO, run_tool
 
 # every method small and fast: one SharpMask scale, few windows
 FAST = ["MODEL.SHARPMASK.TEST.SCALES", "[1.0]", "MODEL.SHARPMASK.TEST.TOP_N", "50"]
 TINY_DATA = ["--num-train", "8", "--num-val", "2"]
-
-
-def run_tool(name, args):
-    env = dict(os.environ, OMP_NUM_THREADS="2")
-    return run_watched([sys.executable, os.path.join(REPO, "tools", name), *args], cwd=REPO, env=env)
 
 
 # --- the harness -------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ then
   pipq install "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
 fi
 
-# 2. Our dependencies, as declared in pyproject.toml (with the test extra), and Detectron2's
+# 2. Our dependencies, as declared in pyproject.toml (with the test and export extras), and Detectron2's
 #    runtime dependencies (its registry sdist is installed without them). Detectron2 v0.6 needs
 #    Pillow<10 (Image.LINEAR) and setuptools<81 (pkg_resources in model_zoo).
 mapfile -t PROJECT_DEPS < <("$PY" - <<'PYEOF'
@@ -53,7 +53,8 @@ except ImportError:  # Python < 3.11
     from pip._vendor import tomli as tomllib
 with open("pyproject.toml", "rb") as f:
     project = tomllib.load(f)["project"]
-for dep in project["dependencies"] + project["optional-dependencies"]["test"]:
+extras = project["optional-dependencies"]
+for dep in project["dependencies"] + extras["test"] + extras["export"]:
     if not dep.startswith(("torch", "torchvision")):  # pinned above
         print(dep)
 PYEOF

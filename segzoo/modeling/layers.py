@@ -4,10 +4,10 @@ from typing import Callable, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from detectron2.layers import get_norm
-from detectron2.structures import BitMasks, Instances, PolygonMasks
+from detectron2.layers import batched_nms, get_norm, paste_masks_in_image
+from detectron2.structures import BitMasks, Boxes, Instances, PolygonMasks
 
-__all__ = ["conv_block", "conv_tower", "instance_bitmasks", "mask_tight_boxes", "norm_layer"]
+__all__ = ["conv_block", "conv_tower", "instance_bitmasks", "mask_tight_boxes", "norm_layer", "paste_segments"]
 
 
 def norm_layer(norm: str, channels: int):
@@ -89,16 +89,45 @@ def instance_bitmasks(inst: Instances) -> Tensor:
 def mask_tight_boxes(masks: Tensor, fallback: Tensor) -> Tensor:
     """(N, 4) tight XYXY boxes of (N, H, W) bool masks; empty masks keep ``fallback``."""
     n, h, w = masks.shape
-    if n == 0:
+    if n == 0 and not torch.jit.is_tracing():
         return fallback.clone()
     cols = masks.any(dim=1)  # (N, W)
     rows = masks.any(dim=2)  # (N, H)
     xs = torch.arange(w, device=masks.device)
     ys = torch.arange(h, device=masks.device)
-    big = max(h, w) + 1
+    big = h + w + 1  # larger than any index (sizes are tensors when traced)
     x0 = torch.where(cols, xs, big).amin(dim=1)
     x1 = torch.where(cols, xs, -1).amax(dim=1) + 1
     y0 = torch.where(rows, ys, big).amin(dim=1)
     y1 = torch.where(rows, ys, -1).amax(dim=1) + 1
     tight = torch.stack([x0, y0, x1, y1], dim=1).to(fallback.dtype)
     return torch.where(cols.any(dim=1, keepdim=True), tight, fallback)
+
+
+def paste_segments(boxes: Tensor, mask_probs: Tensor, logits: Tensor, input_size, output_size,
+                   mask_thresh: float, nms_thresh: float = 1.0) -> Instances:
+    """Class-agnostic segments from box-relative masks: the (N, M, M) probabilities pasted into
+    their (N, 4) XYXY ``boxes`` of an ``input_size`` image, scaled to ``output_size`` (boxes not
+    clipped: a window may extend past the image), thresholded at ``mask_thresh``; empty masks
+    dropped; each segment's box is its mask's tight box; box NMS at ``nms_thresh`` (1.0: none).
+    Instances with ``pred_boxes``, ``scores`` (sigmoid of ``logits``), ``objectness_logits``,
+    ``pred_classes`` (0) and ``pred_masks`` (bool)."""
+    (h, w), (oh, ow) = input_size, output_size
+    boxes = boxes * boxes.new_tensor([ow / w, oh / h, ow / w, oh / h])
+    if len(boxes) == 0:
+        bitmasks = torch.zeros((0, oh, ow), dtype=torch.bool, device=boxes.device)
+    else:
+        bitmasks = paste_masks_in_image(mask_probs, Boxes(boxes), (oh, ow), mask_thresh)
+    keep = bitmasks.flatten(1).any(1) if len(bitmasks) else torch.zeros(0, dtype=torch.bool)
+    bitmasks, logits = bitmasks[keep], logits[keep]
+    tight = mask_tight_boxes(bitmasks, torch.zeros((len(bitmasks), 4), device=bitmasks.device))
+    if nms_thresh < 1.0 and len(tight):
+        k = batched_nms(tight, logits, torch.zeros_like(logits, dtype=torch.long), nms_thresh)
+        bitmasks, logits, tight = bitmasks[k], logits[k], tight[k]
+    result = Instances((oh, ow))
+    result.pred_boxes = Boxes(tight)
+    result.scores = logits.sigmoid()
+    result.objectness_logits = logits
+    result.pred_classes = torch.zeros(len(logits), dtype=torch.long, device=logits.device)
+    result.pred_masks = bitmasks
+    return result

@@ -14,8 +14,9 @@ Level assignment, box conversion and the forward pass are Detectron2's own (inhe
 """
 from typing import Dict, Tuple
 
+import torch
 from detectron2.modeling.poolers import ROIPooler as _D2ROIPooler
-from torch import nn
+from torch import Tensor, nn
 
 from ..ops import ROIAlignFamily
 from ..ops.roi_align_family import roi_align_family
@@ -36,7 +37,12 @@ class _LevelPooler(ROIAlignFamily):
     """One FPN level; boxes come from Detectron2's ``convert_boxes_to_pooler_format`` whose
     batch indices are valid by construction, so the per-call index check is skipped."""
 
-    def forward(self, input, boxes):
+    def forward(self, input: Tensor, boxes: Tensor) -> Tensor:
+        if torch.jit.is_scripting():  # the op itself (the wrapper's checks are Python)
+            return torch.ops.segzoo.roi_align_family(
+                input, boxes, self.spatial_scale, self.output_size[0], self.output_size[1], self.sampling_ratio,
+                self.aligned, self.mode,
+            )[0]
         return roi_align_family(
             input, boxes, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned,
             self.mode, check_batch_index=False,

@@ -7,6 +7,7 @@ from .roi_align_family import (
     roi_align,
     roi_align_family,
     roi_align_max,
+    roi_align_max_composition,
     roi_pool,
     roi_warp,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "roi_align",
     "roi_align_family",
     "roi_align_max",
+    "roi_align_max_composition",
     "roi_pool",
     "roi_warp",
 ]

@@ -68,6 +68,9 @@ def blender(crops: Tensor, attentions: Tensor, interp: str = "bilinear") -> Tens
             f"blender: crops ({crops.dtype}) and attentions ({attentions.dtype}) must have the "
             "same dtype (or run under torch.autocast)"
         )
+    if torch.onnx.is_in_onnx_export():
+        # ONNX: standard operators; K is fixed by the model, the number of instances is not
+        return _compose(crops, attentions, interp, int(attentions.shape[1]))
     ops = load_extension()
     return ops.blender(crops, attentions, interp)
 
@@ -75,12 +78,15 @@ def blender(crops: Tensor, attentions: Tensor, interp: str = "bilinear") -> Tens
 def blender_composition(crops: Tensor, attentions: Tensor, interp: str = "bilinear") -> Tensor:
     """The blender written with PyTorch ops (interpolate + softmax + weighted sum)."""
     _check(crops, attentions, interp)
-    n, k, h, w = crops.shape
-    if n == 0:
+    if crops.shape[0] == 0:
         # interpolate rejects empty batches on some backends; keep the graph connected
         return crops.sum(dim=1) + attentions.sum() * 0
+    return _compose(crops, attentions, interp, crops.shape[1])
+
+
+def _compose(crops: Tensor, attentions: Tensor, interp: str, k: int) -> Tensor:
     kwargs = {"align_corners": False} if interp == "bilinear" else {}
-    up = F.interpolate(attentions, size=(h, w), mode=interp, **kwargs)
+    up = F.interpolate(attentions, size=crops.shape[-2:], mode=interp, **kwargs)
     if k == 1:
         return (crops.sigmoid() * up.sigmoid())[:, 0]
     return (crops * up.softmax(dim=1)).sum(dim=1)

@@ -34,6 +34,7 @@ __all__ = [
     "roi_align_max",
     "roi_warp",
     "roi_pool",
+    "roi_align_max_composition",
 ]
 
 # Pooling modes, passed by name to the op (``str mode`` in its schema).
@@ -121,6 +122,9 @@ def roi_align_family(
     oh, ow = _pair(output_size)
     ops = load_extension()
     rois = _boxes_to_rois(boxes, input)
+    if mode == "max" and sampling_ratio <= 0 and torch.onnx.is_in_onnx_export():
+        # ONNX's RoiAlign has one sample grid for all boxes: compose the adaptive max instead
+        return roi_align_max_composition(input, rois, (oh, ow), spatial_scale, aligned)
     _check(input, rois, check_batch_index)
     out, _ = ops.roi_align_family(
         input, rois, float(spatial_scale), oh, ow, int(sampling_ratio), bool(aligned), mode
@@ -171,3 +175,71 @@ class ROIAlignFamily(nn.Module):
             f"mode={self.mode}, output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
             f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned}"
         )
+
+
+def roi_align_max_composition(input: Tensor, rois: Tensor, output_size, spatial_scale: float = 1.0,
+                              aligned: bool = True) -> Tensor:
+    """RoIAlign max with adaptive sampling (``ceil(roi_size / output_size)`` samples per bin
+    side, per box), written with gather and elementwise ops so that it traces to standard
+    ONNX operators with dynamic shapes.
+
+    Every box is sampled on the grid of the largest one; sample indices past a box's own
+    grid repeat its last sample, which leaves the max unchanged. Memory is
+    ``K x C x (oh*S) x (ow*S)`` for the largest grid ``S``.
+    """
+    oh, ow = output_size
+    c, h, w = input.shape[1:]
+    dtype = input.dtype
+    offset = 0.5 if aligned else 0.0
+    x1 = rois[:, 1] * spatial_scale - offset
+    y1 = rois[:, 2] * spatial_scale - offset
+    roi_w = rois[:, 3] * spatial_scale - offset - x1
+    roi_h = rois[:, 4] * spatial_scale - offset - y1
+    if not aligned:
+        roi_w = roi_w.clamp(min=1.0)
+        roi_h = roi_h.clamp(min=1.0)
+    bin_h = roi_h / oh
+    bin_w = roi_w / ow
+    grid_h = torch.ceil(bin_h)  # (K,); 0 for an empty box (aligned): the op outputs 0 there
+    grid_w = torch.ceil(bin_w)
+    empty = (grid_h <= 0) | (grid_w <= 0)
+    grid_h = grid_h.clamp(min=1.0)
+    grid_w = grid_w.clamp(min=1.0)
+    one = torch.ones(1, dtype=dtype, device=input.device)  # keeps max() defined with no boxes
+    sy = torch.arange(torch.cat([grid_h, one]).max().to(torch.int64), dtype=dtype, device=input.device)
+    sx = torch.arange(torch.cat([grid_w, one]).max().to(torch.int64), dtype=dtype, device=input.device)
+    iy = torch.minimum(sy[None, :], grid_h[:, None] - 1)  # (K, Sy), repeats past the own grid
+    ix = torch.minimum(sx[None, :], grid_w[:, None] - 1)
+    ph = torch.arange(oh, dtype=dtype, device=input.device)
+    pw = torch.arange(ow, dtype=dtype, device=input.device)
+    # (K, oh, Sy) and (K, ow, Sx), flattened to (K, oh*Sy) and (K, ow*Sx)
+    y = y1[:, None, None] + ph[None, :, None] * bin_h[:, None, None] + (iy[:, None, :] + 0.5) * (bin_h / grid_h)[:, None, None]
+    x = x1[:, None, None] + pw[None, :, None] * bin_w[:, None, None] + (ix[:, None, :] + 0.5) * (bin_w / grid_w)[:, None, None]
+    y = y.flatten(1)
+    x = x.flatten(1)
+
+    def axis(v, size):
+        outside = (v < -1.0) | (v > size)
+        v = v.clamp(min=0.0)
+        low = v.floor().clamp(max=size - 1)
+        high = (low + 1).clamp(max=size - 1)
+        v = torch.where(low >= size - 1, low, v)
+        return low.to(torch.int64), high.to(torch.int64), v - low, outside
+
+    yl, yh, ly, oy = axis(y, h)
+    xl, xh, lx, ox = axis(x, w)
+    fb = input.flatten(2).index_select(0, rois[:, 0].to(torch.int64))  # (K, C, H*W)
+
+    def gather(yi, xi):
+        idx = (yi[:, :, None] * w + xi[:, None, :]).flatten(1)  # (K, Ty*Tx)
+        g = torch.gather(fb, 2, idx[:, None, :].expand(-1, c, -1))
+        return g.unflatten(2, (yi.shape[1], xi.shape[1]))  # (K, C, Ty, Tx)
+
+    hy, hx = (1 - ly)[:, None, :, None], (1 - lx)[:, None, None, :]
+    ly, lx = ly[:, None, :, None], lx[:, None, None, :]
+    val = hy * hx * gather(yl, xl) + hy * lx * gather(yl, xh) + ly * hx * gather(yh, xl) + ly * lx * gather(yh, xh)
+    outside = (oy[:, :, None] | ox[:, None, :])[:, None]
+    val = torch.where(outside, torch.zeros((), dtype=dtype), val)
+    # (K, C, oh*Sy, ow*Sx) -> (K, C, oh, Sy, ow, Sx) -> max over the samples
+    val = val.unflatten(3, (ow, sx.shape[0])).unflatten(2, (oh, sy.shape[0])).amax(dim=(3, 5))
+    return torch.where(empty[:, None, None, None], torch.zeros((), dtype=dtype), val)

@@ -118,7 +118,9 @@ class Blender(nn.Module):
         if self.num_bases > 1:
             masks = masks.sigmoid()
         out = []
-        for d, m in zip(detections, masks.split([len(d) for d in detections])):
+        # one image (export traces one): no split, whose sizes would be frozen into the trace
+        per_image = [masks] if len(detections) == 1 else masks.split([len(d) for d in detections])
+        for d, m in zip(detections, per_image):
             d.remove("top_feat")
             d.pred_masks = m[:, None].float()
             out.append(d)

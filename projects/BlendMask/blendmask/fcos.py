@@ -178,12 +178,7 @@ class FCOS(DenseDetector):
     # -- forward ----------------------------------------------------------------------------
     def forward(self, batched_inputs: List[Dict[str, Tensor]]):
         images = self.preprocess_image(batched_inputs)
-        features = self.backbone(images.tensor)
-        head_out = self.head([features[f] for f in self.head_in_features], self.top_module())
-        locations = [
-            compute_locations(x.shape[-2], x.shape[-1], s, x.device)
-            for x, s in zip(head_out["logits"], self.strides)
-        ]
+        features, head_out, locations = self.run_network(images)
         if self.training:
             if "instances" not in batched_inputs[0]:
                 raise ValueError("FCOS training needs 'instances' in every input")
@@ -191,6 +186,26 @@ class FCOS(DenseDetector):
             return self.forward_training(images, features, head_out, locations, gt_instances)
         results = self.forward_inference(images, features, head_out, locations)
         return self.postprocess(results, batched_inputs, images.image_sizes)
+
+    def inference(self, batched_inputs: List[Dict[str, Tensor]], do_postprocess: bool = True):
+        """Eval-mode forward, as ``GeneralizedRCNN.inference``: with ``do_postprocess=False`` the
+        raw detections (a list of ``Instances`` in the network's input size, masks, if any, as
+        ``(n, 1, R, R)`` box-relative probabilities), which is what export traces."""
+        assert not self.training
+        if do_postprocess:
+            return self(batched_inputs)
+        images = self.preprocess_image(batched_inputs)
+        return self.forward_inference(images, *self.run_network(images))
+
+    def run_network(self, images: ImageList):
+        """Backbone and head of a preprocessed batch: (features, head outputs, locations)."""
+        features = self.backbone(images.tensor)
+        head_out = self.head([features[f] for f in self.head_in_features], self.top_module())
+        locations = [
+            compute_locations(x.shape[-2], x.shape[-1], s, x.device)
+            for x, s in zip(head_out["logits"], self.strides)
+        ]
+        return features, head_out, locations
 
     def postprocess(self, results, batched_inputs, image_sizes):
         processed = []
@@ -277,7 +292,11 @@ class FCOS(DenseDetector):
                 candidates = (scores if self.thresh_with_ctr else cls) > thresh
                 s = scores[candidates]
                 idx = torch.nonzero(candidates)
-                if s.numel() > pre_topk:
+                if torch.jit.is_tracing():
+                    # the number of candidates is data: a traced top-min(n, k) (as Detectron2's RetinaNet)
+                    s, order = s.topk(torch.clamp(torch._shape_as_tensor(s)[0], max=pre_topk))
+                    idx = idx[order]
+                elif s.numel() > pre_topk:
                     s, order = s.topk(pre_topk, sorted=False)
                     idx = idx[order]
                 loc_idx, cls_idx = idx.unbind(dim=1)

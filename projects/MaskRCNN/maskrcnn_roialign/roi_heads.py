@@ -1,4 +1,5 @@
 """StandardROIHeads whose box / mask poolers come from segzoo's RoIAlign family."""
+import torch
 from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads
 
 from segzoo.modeling.poolers import ROIPooler
@@ -33,6 +34,10 @@ def _family_pooler(cfg, head, input_shape):
 class AlignFamilyROIHeads(StandardROIHeads):
     """Detectron2's StandardROIHeads; POOLER_TYPE of the box and mask heads may be any of
     ``segzoo.modeling.POOLER_TYPES`` and is served by segzoo's op."""
+
+    # constants for scripting, as Detectron2's export code declares them for StandardROIHeads
+    mask_on: torch.jit.Final[bool]
+    keypoint_on: torch.jit.Final[bool]
 
     @classmethod
     def _init_box_head(cls, cfg, input_shape):

@@ -5,7 +5,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-__all__ = ["correlate", "crop_masks", "expand_boxes", "pixel_ranges", "sample_maps"]
+__all__ = ["correlate", "crop_masks", "expand_boxes", "pixel_ranges", "sample_maps", "window_masks"]
 
 
 def correlate(kernels: Tensor, embeddings: Tensor) -> Tensor:
@@ -34,9 +34,13 @@ def expand_boxes(
     out = torch.stack([x0 - mx, y0 - my, x1 + mx, y1 + my], dim=1)
     if image_size is not None:
         h, w = image_size
-        out[:, 0::2] = out[:, 0::2].clamp(0, w)
-        out[:, 1::2] = out[:, 1::2].clamp(0, h)
+        out = torch.minimum(out.clamp(min=0), _vector((w, h, w, h), out))
     return out
+
+
+def _vector(values, like: Tensor) -> Tensor:
+    """A 1-D tensor of ``values`` (numbers, or 0-dim tensors when traced) like ``like``."""
+    return torch.stack([torch.as_tensor(v, dtype=like.dtype, device=like.device) for v in values])
 
 
 def pixel_ranges(boxes: Tensor, stride: float, height: int, width: int) -> Tensor:
@@ -50,7 +54,7 @@ def pixel_ranges(boxes: Tensor, stride: float, height: int, width: int) -> Tenso
     nearest = torch.round((c[:, :2] + c[:, 2:]) / 2)
     lo = torch.where(empty, nearest, lo)
     hi = torch.where(empty, nearest + 1, hi)
-    size = boxes.new_tensor([width, height])
+    size = _vector((width, height), boxes)
     lo = torch.minimum(lo.clamp(min=0), size - 1)
     hi = torch.maximum(hi.clamp(max=size), lo + 1)
     return torch.cat([lo, hi], dim=1).long()
@@ -58,11 +62,15 @@ def pixel_ranges(boxes: Tensor, stride: float, height: int, width: int) -> Tenso
 
 def crop_masks(boxes: Tensor, height: int, width: int, stride: float = 1.0) -> Tensor:
     """(N, height, width) bool: True on the pixels of :func:`pixel_ranges`."""
-    r = pixel_ranges(boxes, stride, height, width)
-    xs = torch.arange(width, device=boxes.device)
-    ys = torch.arange(height, device=boxes.device)
-    in_x = (xs[None] >= r[:, 0:1]) & (xs[None] < r[:, 2:3])
-    in_y = (ys[None] >= r[:, 1:2]) & (ys[None] < r[:, 3:4])
+    return window_masks(pixel_ranges(boxes, stride, height, width), height, width)
+
+
+def window_masks(windows: Tensor, height: int, width: int) -> Tensor:
+    """(N, height, width) bool: True inside each (N, 4) int64 pixel range x_lo, y_lo, x_hi, y_hi."""
+    xs = torch.arange(width, device=windows.device)
+    ys = torch.arange(height, device=windows.device)
+    in_x = (xs[None] >= windows[:, 0:1]) & (xs[None] < windows[:, 2:3])
+    in_y = (ys[None] >= windows[:, 1:2]) & (ys[None] < windows[:, 3:4])
     return in_y[:, :, None] & in_x[:, None, :]
 
 
@@ -77,7 +85,7 @@ def sample_maps(
     [x0, x0 + W) x [y0, y0 + H) of each map."""
     n, h, w = maps.shape
     H, W = out_size
-    if n == 0:
+    if n == 0 and not torch.jit.is_tracing():
         return maps.new_zeros((0, H, W))
     sy, sx = scale
     dev, dt = maps.device, maps.dtype

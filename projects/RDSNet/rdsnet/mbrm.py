@@ -97,7 +97,7 @@ class MBRM(nn.Module):
     def refine(self, px: Tensor, py: Tensor, boxes: Tensor) -> Tensor:
         """Refined (N, 4) boxes. An edge whose posterior mode is the prior's mode (the mask did
         not move it, e.g. a blank mask) keeps its regressed, sub-pixel value."""
-        if boxes.shape[0] == 0:
+        if boxes.shape[0] == 0 and not torch.jit.is_tracing():
             return boxes.clone()
         post = self.log_posteriors(px, py, boxes)
         refined = boxes.clone()

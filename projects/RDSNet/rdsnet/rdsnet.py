@@ -21,10 +21,10 @@ from segzoo.errors import ConfigError
 from segzoo.modeling.retinanet import NormRetinaNet
 from segzoo.modeling.layers import instance_bitmasks, mask_tight_boxes
 
-from .geometry import expand_boxes, pixel_ranges, sample_maps
+from .geometry import expand_boxes, pixel_ranges, sample_maps, window_masks
 from .head import RDSNetHead
 from .mask_loss import ImageMaskTargets, correlation_mask_loss
-from .mbrm import MBRM
+from .mbrm import MBRM, profiles
 from .pixel_stream import PixelStream
 
 __all__ = ["RDSNet"]
@@ -150,7 +150,20 @@ class RDSNet(NormRetinaNet):
         (logits, box deltas, representation towers), the pixel embeddings (N, d, H, W))."""
         features = self.backbone(images.tensor)
         head_features = [features[f] for f in self.head_in_features]
-        return head_features, self.head(head_features, dense_repr=False), self.pixel_stream(features)
+        # a traced graph computes every anchor's representation (no data-dependent gathering)
+        dense = torch.jit.is_tracing()
+        return head_features, self.head(head_features, dense_repr=dense), self.pixel_stream(features)
+
+    def inference(self, batched_inputs: List[Dict[str, Tensor]], do_postprocess: bool = True):
+        """Eval-mode forward, as ``GeneralizedRCNN.inference``. RDSNet makes its masks directly
+        at the output size (``height`` / ``width`` of each input, default its input size), so
+        ``do_postprocess=False`` returns the same detections, as a plain list of ``Instances``
+        with image-sized masks (:attr:`masks_at_output_size`: export feeds the output size)."""
+        assert not self.training
+        out = self(batched_inputs)
+        return out if do_postprocess else [o["instances"] for o in out]
+
+    masks_at_output_size = True
 
     # -- training ---------------------------------------------------------------------------
     def forward_training(self, images, features, predictions, embeddings, gt_instances):
@@ -263,10 +276,8 @@ class RDSNet(NormRetinaNet):
     # -- inference --------------------------------------------------------------------------
     def forward_inference(self, images, features, predictions, embeddings, out_sizes) -> List[Instances]:
         detections = self.detect(features, predictions, images.image_sizes)
-        return [
-            self.segment(det, embeddings[i], images.image_sizes[i], out_sizes[i])
-            for i, det in enumerate(detections)
-        ]
+        segment = self.segment_dense if torch.jit.is_tracing() else self.segment
+        return [segment(det, embeddings[i], images.image_sizes[i], out_sizes[i]) for i, det in enumerate(detections)]
 
     def detect(self, features, predictions, image_sizes) -> List[Instances]:
         """RetinaNet's decoding (score threshold, top-k per level, per-class NMS, max detections),
@@ -277,7 +288,7 @@ class RDSNet(NormRetinaNet):
         anchors = self.anchor_generator(features)
         offsets = [0]
         for a in anchors[:-1]:
-            offsets.append(offsets[-1] + len(a))
+            offsets.append(offsets[-1] + a.tensor.shape[0])  # a tensor when traced
         results = []
         for i, size in enumerate(image_sizes):
             per_level = [
@@ -288,7 +299,11 @@ class RDSNet(NormRetinaNet):
             keep = batched_nms(det.pred_boxes.tensor, det.scores, det.pred_classes, self.test_nms_thresh)
             det = det[keep[: self.max_detections_per_image]]
             det.pred_boxes.clip(size)
-            det.obj_repr = self.head.reprs_at(towers, i, det.anchor)
+            if torch.jit.is_tracing():  # towers are the dense representations (streams())
+                reprs = torch.cat(self._transpose_dense_predictions([towers], [2 * self.repr_dim])[0], dim=1)
+                det.obj_repr = reprs[i][det.anchor]
+            else:
+                det.obj_repr = self.head.reprs_at(towers, i, det.anchor)
             det.remove("anchor")
             results.append(det)
         return results
@@ -298,7 +313,10 @@ class RDSNet(NormRetinaNet):
         keep = scores > self.test_score_thresh
         flat = scores[keep]
         idxs = torch.nonzero(keep)
-        num = min(self.test_topk_candidates, idxs.shape[0])
+        if torch.jit.is_tracing():  # the number of candidates is data (as Detectron2's RetinaNet)
+            num = torch.clamp(torch._shape_as_tensor(idxs)[0], max=self.test_topk_candidates)
+        else:
+            num = min(self.test_topk_candidates, idxs.shape[0])
         flat, order = flat.sort(descending=True)
         idxs = idxs[order[:num]]
         anchor_idxs, classes = idxs.unbind(dim=1)
@@ -341,15 +359,34 @@ class RDSNet(NormRetinaNet):
         H, W = out_size
         boxes, windows, probs = self.crop_probabilities(det, embedding, in_size, out_size)
         masks = paste_windows([p > self.mask_thresh for p in probs], windows, (H, W))
+        return self._finish(det, boxes, masks, lambda: window_profiles(probs, windows, (H, W)), out_size)
+
+    def segment_dense(self, det: Instances, embedding: Tensor, in_size, out_size) -> Instances:
+        """:meth:`segment` without per-detection loops, for export: every detection's probability
+        map at the full output size, zero outside its crop window (the same values the windows
+        hold), then the same threshold and box refinement. Memory: N x H x W."""
+        (h, w), (H, W) = in_size, out_size
+        sy, sx = h / H, w / W
+        boxes = det.pred_boxes.tensor
+        boxes = boxes / torch.stack([torch.as_tensor(v, dtype=boxes.dtype) for v in (sx, sy, sx, sy)])
+        windows = pixel_ranges(expand_boxes(boxes, self.crop_expand_test, self.min_crop_margin, (H, W)), 1.0, H, W)
+        kernels = det.obj_repr.reshape(-1, 2, self.repr_dim)
+        logits = torch.einsum("nd,dhw->nhw", kernels[:, 1] - kernels[:, 0], embedding)
+        probs = sample_maps(logits, (H, W), (sy, sx), self.pixel_stream.out_stride).sigmoid()
+        probs = probs * window_masks(windows, H, W)
+        return self._finish(det, boxes, probs > self.mask_thresh, lambda: profiles(probs), out_size)
+
+    def _finish(self, det: Instances, boxes: Tensor, masks: Tensor, mask_profiles, out_size) -> Instances:
+        """Box refinement per BOX_REFINEMENT (``mask_profiles()``: MBRM's (px, py)), clipping, and the
+        output Instances."""
         if self.box_refinement == "mbrm":
-            px, py = window_profiles(probs, windows, (H, W))
-            boxes = self.mbrm.refine(px, py, boxes)
+            boxes = self.mbrm.refine(*mask_profiles(), boxes)
         elif self.box_refinement == "direct":
             boxes = mask_tight_boxes(masks, boxes)
         boxes = Boxes(boxes)
-        boxes.clip((H, W))
+        boxes.clip(out_size)
         return Instances(
-            (H, W), pred_boxes=boxes, scores=det.scores, pred_classes=det.pred_classes, pred_masks=masks
+            out_size, pred_boxes=boxes, scores=det.scores, pred_classes=det.pred_classes, pred_masks=masks
         )
 
 

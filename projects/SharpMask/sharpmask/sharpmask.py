@@ -22,13 +22,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from detectron2.config import configurable
-from detectron2.layers import ShapeSpec, batched_nms, paste_masks_in_image
+from detectron2.layers import ShapeSpec
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import Boxes, Instances
 from detectron2.utils import comm
 
 from segzoo.errors import ConfigError
-from segzoo.modeling.layers import mask_tight_boxes
+from segzoo.modeling.layers import mask_tight_boxes, paste_segments
 
 from .refinement import SharpMaskRefinement
 from .sampler import PatchGeometry
@@ -188,11 +188,26 @@ class SharpMask(nn.Module):
         h, w = image.shape[-2:]
         g = self.geometry
         pad = g.window // 2 + g.context
+        if torch.jit.is_tracing():  # sizes are tensors: the same arithmetic as tensor ops
+            yield from self._scale_pyramid_traced(image, pad, base_size)
+            return
         for hs, ws in self.pyramid_sizes((h, w), base_size):
             x = image[None]
             if (hs, ws) != (h, w):
                 x = F.interpolate(x, size=(hs, ws), mode="bilinear", align_corners=False, antialias=hs < h)
             ny, nx = math.ceil(hs / 16), math.ceil(ws / 16)
+            x = F.pad(x, (pad, 16 * (nx - 1) + pad - ws, pad, 16 * (ny - 1) + pad - hs))
+            yield (hs, ws), (ny, nx), x
+
+    def _scale_pyramid_traced(self, image, pad, base_size=None):
+        h, w = base_size or image.shape[-2:]
+        h, w = torch.as_tensor(h, dtype=torch.float64), torch.as_tensor(w, dtype=torch.float64)
+        for s in self.scales:
+            hs, ws = (torch.round(v * s).clamp(min=1).long() for v in (h, w))
+            x = image[None]
+            if s != 1.0 or base_size is not None:
+                x = F.interpolate(x, size=(hs, ws), mode="bilinear", align_corners=False, antialias=s < 1.0)
+            ny, nx = torch.ceil(hs.double() / 16).long(), torch.ceil(ws.double() / 16).long()  # float division in ONNX too
             x = F.pad(x, (pad, 16 * (nx - 1) + pad - ws, pad, 16 * (ny - 1) + pad - hs))
             yield (hs, ws), (ny, nx), x
 
@@ -252,6 +267,8 @@ class SharpMask(nn.Module):
         refine = self.refine if refine is None else refine
         if refine and self.refinement is None:
             raise ValueError("refinement requested but this is a stage-1 (DeepMask) model")
+        if torch.jit.is_tracing():
+            return self._select_windows_traced(image, top_n, refine, base_size)
         per_scale, idx, logits = self.dense_windows(image, base_size)
         n = min(top_n or self.top_n, len(logits))
         order = logits.topk(n).indices
@@ -283,29 +300,48 @@ class SharpMask(nn.Module):
                 masks[sel[chunk]] = self.refinement.top_down(m1[chunk], self._crop_skips(regions, yx[chunk])).to(masks.dtype)
         return WindowSet(logits, boxes, masks, (h, w))
 
+    def _select_windows_traced(self, image, top_n, refine, base_size) -> WindowSet:
+        """:meth:`select_windows` for export: no data-dependent Python (counts are tensors, each
+        scale's windows gathered, skip features over the whole map, crops by indexing)."""
+        per_scale, idx, logits = self.dense_windows(image, base_size)
+        n = torch.clamp(torch._shape_as_tensor(logits)[0], max=top_n or self.top_n)
+        order = logits.topk(n).indices
+        idx, logits = idx[order], logits[order]
+        h, w = image.shape[-2:]
+        half = self.geometry.window / 2
+        c, win = self.geometry.context, self.geometry.window
+        positions, boxes, masks = [], [], []
+        for k, state in enumerate(per_scale):
+            sel = (idx[:, 0] == k).nonzero().squeeze(1)
+            yx = idx[sel, 1:]
+            hs, ws = state["size"]
+            sy, sx = hs.double() / h, ws.double() / w  # float division in ONNX too
+            cy, cx = 16.0 * yx[:, 0], 16.0 * yx[:, 1]
+            boxes.append(torch.stack([(cx - half) / sx, (cy - half) / sy, (cx + half) / sx, (cy + half) / sy], 1))
+            emb = state["emb"][:, yx[:, 0], yx[:, 1]].t()
+            if not refine:
+                masks.append(self.head.masks(emb).float())
+            else:
+                skips = []
+                for skip, name, t in zip(self.refinement.skips, self.refinement.skip_features, self.refinement.strides):
+                    s_map = skip(state["feats"][name])[0]
+                    r = torch.arange(win // t, device=yx.device)
+                    rows = ((16 * yx[:, 0] + c) // t)[:, None] + r
+                    cols = ((16 * yx[:, 1] + c) // t)[:, None] + r
+                    skips.append(s_map[:, rows[:, :, None], cols[:, None, :]].permute(1, 0, 2, 3))
+                masks.append(self.refinement.top_down(self.refinement.encode(emb), skips).float())
+            positions.append(sel)
+        back = torch.argsort(torch.cat(positions))  # each window back to its rank
+        return WindowSet(logits, torch.cat(boxes)[back], torch.cat(masks)[back], (h, w))
+
+    # export: raw windows are box-relative masks pasted (not clipped) as segments, see inference()
+    export_postprocess = "segments"
+
     def windows_to_instances(self, windows: WindowSet, output_size) -> Instances:
         """Paste the window masks into an (oh, ow) image at MASK_THRESH; tight boxes; drop
         empty masks; optional box NMS."""
-        oh, ow = output_size
-        h, w = windows.image_size
-        boxes = windows.boxes * windows.boxes.new_tensor([ow / w, oh / h, ow / w, oh / h])
-        result = Instances((oh, ow))
-        if len(windows) == 0:
-            bitmasks = torch.zeros((0, oh, ow), dtype=torch.bool, device=boxes.device)
-        else:
-            bitmasks = paste_masks_in_image(windows.masks.sigmoid(), Boxes(boxes), (oh, ow), self.mask_thresh)
-        keep = bitmasks.flatten(1).any(1) if len(bitmasks) else torch.zeros(0, dtype=torch.bool)
-        bitmasks, logits = bitmasks[keep], windows.logits[keep]
-        tight = mask_tight_boxes(bitmasks, torch.zeros((len(bitmasks), 4), device=bitmasks.device))
-        if self.nms_thresh < 1.0 and len(tight):
-            k = batched_nms(tight, logits, torch.zeros_like(logits, dtype=torch.long), self.nms_thresh)
-            bitmasks, logits, tight = bitmasks[k], logits[k], tight[k]
-        result.pred_boxes = Boxes(tight)
-        result.scores = logits.sigmoid()
-        result.objectness_logits = logits
-        result.pred_classes = torch.zeros(len(logits), dtype=torch.long, device=logits.device)
-        result.pred_masks = bitmasks
-        return result
+        return paste_segments(windows.boxes, windows.masks.sigmoid(), windows.logits, windows.image_size, output_size,
+                              self.mask_thresh, self.nms_thresh)
 
     def propose_boxes(self, image, output_size, top_n=None, base_size=None):
         """Box proposals of a normalized image without pasting masks: each selected mask's
@@ -327,12 +363,21 @@ class SharpMask(nn.Module):
         return boxes[keep], logits[keep]
 
     @torch.no_grad()
-    def inference(self, batched_inputs: List[Dict]):
+    def inference(self, batched_inputs: List[Dict], do_postprocess: bool = True):
+        """Segment proposals per image; with ``do_postprocess=False`` the raw windows (what export
+        traces): ``Instances`` of the input size with the windows' ``pred_boxes`` (the region each
+        mask covers), ``scores``, ``pred_classes`` (0) and ``pred_masks`` (N, 1, M, M) probabilities,
+        which :func:`segzoo.modeling.layers.paste_segments` turns into the postprocessed result."""
         results = []
         for d in batched_inputs:
             image = self.normalize(d["image"])
             h, w = image.shape[-2:]
             windows = self.select_windows(image)
+            if not do_postprocess:
+                results.append(Instances((h, w), pred_boxes=Boxes(windows.boxes), scores=windows.logits.sigmoid(),
+                                         pred_classes=torch.zeros_like(windows.logits, dtype=torch.long),
+                                         pred_masks=windows.masks.sigmoid()[:, None]))
+                continue
             size = (d.get("height", h), d.get("width", w))
             results.append({"instances": self.windows_to_instances(windows, size)})
         return results
