@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 OUTPUT ?= output/demo
 
-.PHONY: setup demo test test-v0.6 lint zoo bench-zoo bench-ops build clean
+.PHONY: setup demo test test-v0.6 lint zoo bench-zoo bench-ops bench-export build clean
 
 setup:  ## create .venv and install everything (idempotent)
 	bash tools/setup_env.sh
