@@ -21,7 +21,7 @@ import torch
 
 from ..benchmark import add_run_args, build_eval_model, median_ms, random_inputs, start_run, write_json
 from ..errors import UserError
-from .model import ExportedPredictor, export_model, raw_inference
+from .model import ExportedPredictor, check_raw_inference, export_model, raw_inference
 
 __all__ = ["bench_method", "main"]
 
@@ -34,6 +34,7 @@ def bench_method(method, n: int, size: int, images: int, repeats: int, warmup: i
     inputs = [x["image"] for x in random_inputs(size, count=images)]
     row = {"method": method.name, "label": method.label, "detections": n, "size": size}
     with tempfile.TemporaryDirectory() as d:
+        check_raw_inference(model)
         runners = {"eager": lambda im: raw_inference(model, [{"image": im}])}
         for fmt in ("torchscript", "onnx"):
             out = os.path.join(d, fmt)

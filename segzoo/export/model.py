@@ -36,7 +36,7 @@ from ..errors import UserError
 from .onnx_ops import register_onnx_symbolics
 
 __all__ = ["EXPORT_FORMATS", "EXPORT_METHODS", "OUTPUT_NAMES", "ExportAdapter", "ExportedPredictor",
-           "export_metadata", "export_model", "raw_inference", "resize_for_test"]
+           "check_raw_inference", "export_metadata", "export_model", "raw_inference", "resize_for_test"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,16 +47,21 @@ ONNX_OPSET = 18
 _FILES = {"torchscript": "model.ts", "onnx": "model.onnx"}
 
 
-def raw_inference(model: nn.Module, batched_inputs: List[Dict[str, Tensor]]):
-    """``model.inference(batched_inputs, do_postprocess=False)``: detections in the input size,
-    masks (if any) box-relative."""
+def check_raw_inference(model: nn.Module) -> None:
+    """Raise one clear error unless ``model`` has ``inference(batched_inputs, do_postprocess)``."""
     inference = getattr(model, "inference", None)
     if inference is None or "do_postprocess" not in inspect.signature(inference).parameters:
         raise UserError(
             f"{type(model).__name__} cannot be exported: it has no inference(batched_inputs, "
             "do_postprocess=False) giving its raw detections"
         )
-    return inference(batched_inputs, do_postprocess=False)
+
+
+def raw_inference(model: nn.Module, batched_inputs: List[Dict[str, Tensor]]):
+    """``model.inference(batched_inputs, do_postprocess=False)``: detections in the input size,
+    masks (if any) box-relative. Call :func:`check_raw_inference` first for a clear error on a
+    model without it."""
+    return model.inference(batched_inputs, do_postprocess=False)
 
 
 class ExportAdapter(nn.Module):
@@ -65,6 +70,7 @@ class ExportAdapter(nn.Module):
 
     def __init__(self, model: nn.Module, with_masks: bool):
         super().__init__()
+        check_raw_inference(model)
         self.model = model.eval()
         self.with_masks = with_masks
         self.sized = bool(getattr(model, "masks_at_output_size", False))
@@ -134,6 +140,7 @@ def _script(model: nn.Module, with_masks: bool):
 
 
 def _with_masks(model: nn.Module, image: Tensor) -> bool:
+    check_raw_inference(model)
     with torch.no_grad():
         det = raw_inference(model, [{"image": image}])[0]
     want = 3 if getattr(model, "masks_at_output_size", False) else 4
