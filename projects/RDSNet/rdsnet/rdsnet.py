@@ -289,6 +289,9 @@ class RDSNet(NormRetinaNet):
         offsets = [0]
         for a in anchors[:-1]:
             offsets.append(offsets[-1] + a.tensor.shape[0])  # a tensor when traced
+        dense_reprs = None
+        if torch.jit.is_tracing():  # towers are the dense representations (streams())
+            dense_reprs = torch.cat(self._transpose_dense_predictions([towers], [2 * self.repr_dim])[0], dim=1)
         results = []
         for i, size in enumerate(image_sizes):
             per_level = [
@@ -299,9 +302,8 @@ class RDSNet(NormRetinaNet):
             keep = batched_nms(det.pred_boxes.tensor, det.scores, det.pred_classes, self.test_nms_thresh)
             det = det[keep[: self.max_detections_per_image]]
             det.pred_boxes.clip(size)
-            if torch.jit.is_tracing():  # towers are the dense representations (streams())
-                reprs = torch.cat(self._transpose_dense_predictions([towers], [2 * self.repr_dim])[0], dim=1)
-                det.obj_repr = reprs[i][det.anchor]
+            if dense_reprs is not None:
+                det.obj_repr = dense_reprs[i][det.anchor]
             else:
                 det.obj_repr = self.head.reprs_at(towers, i, det.anchor)
             det.remove("anchor")
