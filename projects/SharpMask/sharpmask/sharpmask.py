@@ -37,6 +37,20 @@ from .trunk import DeepMaskHead, DeepMaskTrunk
 __all__ = ["SharpMask", "WindowSet"]
 
 
+def _scaled_length(v, s):
+    """round(v * s), at least 1: on a number, or on a float64 tensor when traced."""
+    if isinstance(v, torch.Tensor):
+        return torch.round(v * s).clamp(min=1).long()
+    return max(int(round(v * s)), 1)
+
+
+def _grid_cells(v):
+    """ceil(v / 16), the window grid's cells along a side of v pixels (number or traced tensor)."""
+    if isinstance(v, torch.Tensor):
+        return torch.ceil(v.double() / 16).long()  # float division in ONNX too
+    return math.ceil(v / 16)
+
+
 class WindowSet:
     """The selected windows of one image: objectness logits, boxes (XYXY, input-image
     pixels, the WINDOW x WINDOW region each mask covers) and mask logits (N, S, S)."""
@@ -177,37 +191,31 @@ class SharpMask(nn.Module):
         """The scaled (h, w) of every pyramid scale: the scales apply to ``base_size`` (the
         original image's (H, W)) when given, else to ``image_size``."""
         h, w = base_size or image_size
-        return [(max(int(round(h * s)), 1), max(int(round(w * s)), 1)) for s in self.scales]
+        return [(_scaled_length(h, s), _scaled_length(w, s)) for s in self.scales]
 
     def scale_pyramid(self, image, base_size=None):
         """(scaled size, grid size, padded normalized image) per scale. The image is resized to
         the scaled size (antialiased when shrinking) and padded with the mean (0) by
         WINDOW/2 + CONTEXT on the top and left and up to the last window's patch on the bottom
         and right: one window centre on every 16-px position of the scaled image, each with
-        exactly its training patch (window + context) inside the padded image."""
+        exactly its training patch (window + context) inside the padded image. When traced the
+        sizes are tensors and the same arithmetic becomes graph ops."""
         h, w = image.shape[-2:]
         g = self.geometry
         pad = g.window // 2 + g.context
-        if torch.jit.is_tracing():  # sizes are tensors: the same arithmetic as tensor ops
-            yield from self._scale_pyramid_traced(image, pad, base_size)
-            return
-        for hs, ws in self.pyramid_sizes((h, w), base_size):
+        traced = torch.jit.is_tracing()
+        if traced:
+            base = [torch.as_tensor(v, dtype=torch.float64) for v in (base_size or (h, w))]
+            sizes = [(_scaled_length(base[0], s), _scaled_length(base[1], s)) for s in self.scales]
+        else:
+            sizes = self.pyramid_sizes((h, w), base_size)
+        for s, (hs, ws) in zip(self.scales, sizes):
             x = image[None]
-            if (hs, ws) != (h, w):
-                x = F.interpolate(x, size=(hs, ws), mode="bilinear", align_corners=False, antialias=hs < h)
-            ny, nx = math.ceil(hs / 16), math.ceil(ws / 16)
-            x = F.pad(x, (pad, 16 * (nx - 1) + pad - ws, pad, 16 * (ny - 1) + pad - hs))
-            yield (hs, ws), (ny, nx), x
-
-    def _scale_pyramid_traced(self, image, pad, base_size=None):
-        h, w = base_size or image.shape[-2:]
-        h, w = torch.as_tensor(h, dtype=torch.float64), torch.as_tensor(w, dtype=torch.float64)
-        for s in self.scales:
-            hs, ws = (torch.round(v * s).clamp(min=1).long() for v in (h, w))
-            x = image[None]
-            if s != 1.0 or base_size is not None:
-                x = F.interpolate(x, size=(hs, ws), mode="bilinear", align_corners=False, antialias=s < 1.0)
-            ny, nx = torch.ceil(hs.double() / 16).long(), torch.ceil(ws.double() / 16).long()  # float division in ONNX too
+            # traced: whether to resize is decided by the scale, not by comparing traced sizes
+            resize, shrink = (s != 1.0 or base_size is not None, s < 1.0) if traced else ((hs, ws) != (h, w), hs < h)
+            if resize:
+                x = F.interpolate(x, size=(hs, ws), mode="bilinear", align_corners=False, antialias=shrink)
+            ny, nx = _grid_cells(hs), _grid_cells(ws)
             x = F.pad(x, (pad, 16 * (nx - 1) + pad - ws, pad, 16 * (ny - 1) + pad - hs))
             yield (hs, ws), (ny, nx), x
 
@@ -274,7 +282,6 @@ class SharpMask(nn.Module):
         order = logits.topk(n).indices
         idx, logits = idx[order], logits[order]
         h, w = image.shape[-2:]
-        half = self.geometry.window / 2
         boxes = torch.empty((n, 4), device=image.device)
         mask_size = self.geometry.window if refine else self.head.mask_size
         masks = torch.empty((n, mask_size, mask_size), device=image.device)
@@ -283,10 +290,7 @@ class SharpMask(nn.Module):
             if len(sel) == 0:
                 continue
             yx = idx[sel, 1:]
-            hs, ws = state["size"]
-            sy, sx = hs / h, ws / w
-            cy, cx = 16.0 * yx[:, 0], 16.0 * yx[:, 1]
-            boxes[sel] = torch.stack([(cx - half) / sx, (cy - half) / sy, (cx + half) / sx, (cy + half) / sy], 1)
+            boxes[sel] = self._window_boxes(yx, state["size"], (h, w))
             emb = state["emb"][:, yx[:, 0], yx[:, 1]].t()
             if not refine:
                 masks[sel] = self.head.masks(emb).to(masks.dtype)  # fp32 buffers under autocast
@@ -300,6 +304,17 @@ class SharpMask(nn.Module):
                 masks[sel[chunk]] = self.refinement.top_down(m1[chunk], self._crop_skips(regions, yx[chunk])).to(masks.dtype)
         return WindowSet(logits, boxes, masks, (h, w))
 
+    def _window_boxes(self, yx, scaled_size, image_size):
+        """(n, 4) XYXY boxes in the image's pixels of the windows at grid positions ``yx`` (n, 2)
+        of the scale whose image is ``scaled_size``; sizes are numbers, or tensors when traced."""
+        (hs, ws), (h, w) = scaled_size, image_size
+        if isinstance(hs, torch.Tensor):
+            hs, ws = hs.double(), ws.double()  # float division in ONNX too
+        sy, sx = hs / h, ws / w
+        half = self.geometry.window / 2
+        cy, cx = 16.0 * yx[:, 0], 16.0 * yx[:, 1]
+        return torch.stack([(cx - half) / sx, (cy - half) / sy, (cx + half) / sx, (cy + half) / sy], 1)
+
     def _select_windows_traced(self, image, top_n, refine, base_size) -> WindowSet:
         """:meth:`select_windows` for export: no data-dependent Python (counts are tensors, each
         scale's windows gathered, skip features over the whole map, crops by indexing)."""
@@ -308,16 +323,12 @@ class SharpMask(nn.Module):
         order = logits.topk(n).indices
         idx, logits = idx[order], logits[order]
         h, w = image.shape[-2:]
-        half = self.geometry.window / 2
         c, win = self.geometry.context, self.geometry.window
         positions, boxes, masks = [], [], []
         for k, state in enumerate(per_scale):
             sel = (idx[:, 0] == k).nonzero().squeeze(1)
             yx = idx[sel, 1:]
-            hs, ws = state["size"]
-            sy, sx = hs.double() / h, ws.double() / w  # float division in ONNX too
-            cy, cx = 16.0 * yx[:, 0], 16.0 * yx[:, 1]
-            boxes.append(torch.stack([(cx - half) / sx, (cy - half) / sy, (cx + half) / sx, (cy + half) / sy], 1))
+            boxes.append(self._window_boxes(yx, state["size"], (h, w)))
             emb = state["emb"][:, yx[:, 0], yx[:, 1]].t()
             if not refine:
                 masks.append(self.head.masks(emb).float())
