@@ -28,7 +28,7 @@ def _true_area_average(image, x0, y0, step, size, fill):
 
     wy, wx = weights(y0, h), weights(x0, w)
     img = image.reshape(h, w, -1).astype(np.float64)
-    out = np.einsum("ih,hwc,jw->ijc", wy, img, wx)
+    out = np.einsum("ih,hwc,jw->ijc", wy, img, wx, optimize=True)  # two contractions, not one 5-deep loop
     outside = 1.0 - wy.sum(1)[:, None] * wx.sum(1)[None, :]
     return out + np.asarray(fill, np.float64) * outside[..., None]
 
