@@ -1,6 +1,9 @@
 # segzoo — the two commands that matter: `make demo` and `make test`.
 PY := .venv/bin/python
 OUTPUT ?= output/demo
+# pytest processes for `make test` / `make test-v0.6` (pytest-xdist; tests sharing an expensive fixture stay together)
+PYTEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
 
 .PHONY: setup demo test test-v0.6 lint zoo bench-zoo bench-ops bench-export build clean
 
@@ -11,11 +14,11 @@ demo: setup  ## generate the synthetic data, train + evaluate Mask R-CNN, write 
 	$(PY) tools/quickstart.py --output $(OUTPUT)
 
 test: setup lint  ## lint, then the test suite
-	$(PY) -m pytest -q tests
+	$(PYTEST) tests
 
 test-v0.6: setup  ## the non-slow tests against Detectron2 v0.6 (registry sdist, put first on PYTHONPATH)
 	bash tools/setup_env.sh --v0.6-overlay
-	SEGZOO_EXPECT_DETECTRON2=v0.6 PYTHONPATH=$(CURDIR)/.venv/detectron2-v0.6 $(PY) -m pytest -q -m "not slow" tests
+	SEGZOO_EXPECT_DETECTRON2=v0.6 PYTHONPATH=$(CURDIR)/.venv/detectron2-v0.6 $(PYTEST) -m "not slow" tests
 
 lint: setup  ## ruff (configured in pyproject.toml)
 	$(PY) -m ruff check .

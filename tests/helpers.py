@@ -53,7 +53,8 @@ def run_train_net(args, cwd=REPO, env=None, hang_after=HANG_AFTER):
 
 def run_tool(name, args):
     """Run ``tools/<name>`` from the repository root (:func:`run_watched`)."""
-    env = dict(os.environ, OMP_NUM_THREADS="2")
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "2")
     return run_watched([sys.executable, os.path.join(REPO, "tools", name), *args], cwd=REPO, env=env)
 
 

@@ -52,7 +52,8 @@ def test_non_editable_install_runs_outside_the_repository(tmp_path):
     with open(os.path.join(site, "_base_environment.pth"), "w") as f:
         f.write(sysconfig.get_paths()["purelib"] + "\n")
     env = {k: v for k, v in os.environ.items() if k not in ("FORCE_CUDA", "PYTHONPATH")}
-    env.update(OMP_NUM_THREADS="2", MAX_JOBS="2")
+    env.setdefault("OMP_NUM_THREADS", "2")
+    env["MAX_JOBS"] = "2"
     r = subprocess.run([py, "-m", "pip", "install", "--no-build-isolation", "--no-deps", "--no-index", "-q", str(src)],
                        cwd=str(elsewhere), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                        timeout=1800)

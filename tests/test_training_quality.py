@@ -3,14 +3,15 @@
 Mask R-CNN (slim R-18-FPN) with its box and mask heads pooling through segzoo's op
 (AlignFamilyROIHeads, ROIAlignV2), and BlendMask (slim R-18, FCOS + ProtoNet + the fused
 blender), 300 iterations each on shapes_train, evaluated on shapes_val, SEED 0. RDSNet
-(slim R-18 RetinaNet with GN towers + representation tower + pixel stream) 1,000 iterations, then
+(slim R-18 RetinaNet with GN towers + representation tower + pixel stream) 400 iterations, then
 its MBRM stage for 60 iterations, which must leave every other weight bit-identical. DeepMask 200
-iterations then SharpMask's refinement 100 (5.2 min together, with their proposal evaluations).
-Measured on the 2-core CPU machine (about 2-5 min per test), with the seeded training stream and
-deterministic kernels (the same numbers on every run of one Detectron2), against Detectron2 v0.6: Mask
+iterations then SharpMask's refinement 100, with their proposal evaluations.
+Measured on the 2-core CPU machine, with the seeded training stream and deterministic kernels (the
+same numbers on every run of one Detectron2 and thread count), against Detectron2 v0.6: Mask
 R-CNN segm AP 7.7 / box AP 9.4; BlendMask segm AP 1.3 / box AP 1.9 (2.1 / 3.0 against upstream main:
 at 300 iterations dense one-stage training has barely started, at 1,000 it reaches about 25 / 29, see
-the README); RDSNet segm 13.1 / box 18.6, 18.8 after MBRM; DeepMask / SharpMask segm AR@100 9.9 / 16.1.
+the README); against upstream main, RDSNet segm 2.8 / box 5.6, 6.0 after MBRM (13 / 19 at 1,000
+iterations: the README's table); DeepMask / SharpMask segm AR@100 9.9 / 16.1.
 Untrained, all are ~0. The thresholds sit at about half of the lowest of these: a floor on quality
 that a change of seed or of Detectron2 version keeps, not a
 reproduction of the exact number (tests/test_resume.py checks that).
@@ -38,8 +39,8 @@ def _train(tmp_path, config, *opts, schedule=SCHEDULE):
 
 def _bf16_close(config, weights, *opts):
     """The trained model's top detections on 4 validation images, fp32 vs CPU bf16 autocast
-    (custom ops included): at least 80% agree (measured on 1,000-iteration RetinaNets: 39 and
-    40 of 40)."""
+    (custom ops included): at least 80% agree (measured on the 400-iteration RDSNet of
+    this file: 38 of 40, 39 with MBRM)."""
     matched, total = bf16_agreement(config, weights, *opts)
     assert total >= 20 and matched >= 0.8 * total, (matched, total)
 
@@ -68,12 +69,13 @@ def test_short_blendmask_training_reaches_real_mask_ap(tmp_path):
     _bf16_close("configs/BlendMask/shapes_R_18.yaml", tmp_path / "model_final.pth")
 
 
-# the schedule of `tools/model_zoo.py --iters 1000` (decay at 75 % / 90 %, warm-up 100)
-RDSNET_SCHEDULE = ["SOLVER.MAX_ITER", "1000", "SOLVER.STEPS", "(750, 900)", "SOLVER.CHECKPOINT_PERIOD", "2000",
+# 400 iterations, decay at 75 % / 90 % and warm-up 100 as `tools/model_zoo.py` (whose 1,000 iterations the
+# README reports)
+RDSNET_SCHEDULE = ["SOLVER.MAX_ITER", "400", "SOLVER.STEPS", "(300, 360)", "SOLVER.CHECKPOINT_PERIOD", "2000",
                    "SEED", "0", "DATALOADER.NUM_WORKERS", "1"]
-# this test (seed 0, the seeded training stream, Detectron2 v0.6): segm AP 13.1 / box AP 18.6, 18.8 after the
-# 60-iteration MBRM stage; the bounds sit at ~55 % of it
-RDSNET_MIN_AP = {"segm": 7.0, "bbox": 11.0}
+# this test (seed 0, the seeded training stream, upstream Detectron2, 2 threads): segm AP 2.8 / box AP 5.6, 6.0
+# after the 60-iteration MBRM stage; the bounds sit at ~half of it
+RDSNET_MIN_AP = {"segm": 1.4, "bbox": 2.8}
 
 
 @pytest.mark.slow
@@ -81,7 +83,7 @@ def test_short_rdsnet_training_then_mbrm_stage(tmp_path):
     stage1 = tmp_path / "rdsnet"
     metrics, final = _train(stage1, "configs/RDSNet/shapes_R_18.yaml", schedule=RDSNET_SCHEDULE)
     mask_losses = [m["loss_mask"] for m in metrics if "loss_mask" in m]
-    assert _falls(mask_losses, 0.75), mask_losses  # measured 0.71 -> 0.39
+    assert _falls(mask_losses, 0.85), mask_losses  # measured 0.71 -> 0.55 (x 0.77)
     assert final["segm/AP"] > RDSNET_MIN_AP["segm"], final
     assert final["bbox/AP"] > RDSNET_MIN_AP["bbox"], final
     # second stage: MBRM alone learns; everything else must come out bit-identical
