@@ -27,10 +27,18 @@ def pytest_report_header(config):
     return [f"torch {torch.__version__}; {detectron2_description()}"]
 
 
+# The longest trainings first, then the other `slow` tests, then the rest: with each worker taking the next
+# test as it frees up, the run ends on short tests instead of one worker finishing a long training alone.
+LONGEST_FIRST = ("test_training_quality.py", "test_install.py", "test_crowded.py")
+
+
+def _order(item):
+    module = os.path.basename(str(item.path))
+    return ("slow" not in item.keywords, LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST))
+
+
 def pytest_collection_modifyitems(config, items):
-    # the trainings (`slow`) first, in collection order: with workers taking the next test as they free up,
-    # the run then ends on short tests instead of one worker finishing a long training alone
-    items.sort(key=lambda item: "slow" not in item.keywords)
+    items.sort(key=_order)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")
@@ -49,3 +57,39 @@ def tiny_coco():
     if not os.path.isdir(TINY_COCO):
         pytest.skip(f"real COCO subset not found at {TINY_COCO} (../shared is absent)")
     return TINY_COCO
+
+
+# pytest-xdist (`make test`: -n PYTEST_WORKERS --dist loadgroup). Each test is a unit of work handed to the next
+# free worker, except these groups, each run by one worker: the tests sharing an expensive module fixture, and
+# those launching several processes (two launches at once could race for a free port). Named here by module and
+# test-name prefix, as xdist's own `xdist_group` marks no longer reach its scheduler with pytest >= 9.2.
+SAME_WORKER = {
+    "distributed": ("test_distributed.py", ("",)),
+    "train_net": ("test_train_net.py", ("",)),
+    "zoo_run": ("test_zoo_tools.py", ("test_model_zoo_trains", "test_model_zoo_reuses")),
+    "demo_inputs": ("test_zoo_tools.py", ("test_demo_",)),
+}
+
+
+def same_worker_group(nodeid):
+    path, _, name = nodeid.partition("::")
+    for group, (module, prefixes) in SAME_WORKER.items():
+        if os.path.basename(path) == module and name.startswith(prefixes):
+            return group
+    return nodeid
+
+
+try:
+    from xdist.scheduler import LoadScopeScheduling
+except ImportError:  # pytest-xdist not installed: plain pytest
+    LoadScopeScheduling = None
+
+if LoadScopeScheduling is not None:
+    class _GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return same_worker_group(nodeid)
+
+    def pytest_xdist_make_scheduler(config, log):
+        if config.getvalue("dist") == "loadgroup":
+            return _GroupScheduling(config, log)
+        return None

@@ -23,8 +23,7 @@ import pytest
 
 from helpers import REPO, run_watched
 
-# one worker: the 1- and 2-process runs are shared, and two launches at once would race for a free port
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("distributed")]
+pytestmark = pytest.mark.slow
 
 COMMON = ["SEED", "7", "SOLVER.MAX_ITER", "3", "SOLVER.IMS_PER_BATCH", "4", "SOLVER.WARMUP_ITERS", "1",
           "DATALOADER.NUM_WORKERS", "0", "INPUT.RANDOM_FLIP", "none", "DATASETS.TEST", "()",

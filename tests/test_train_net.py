@@ -7,8 +7,6 @@ import pytest
 
 from helpers import run_train_net
 
-pytestmark = pytest.mark.xdist_group("train_net")  # one worker trains the shared model
-
 CONFIG = "configs/MaskRCNN/shapes_R_18_FPN.yaml"
 
 

@@ -115,7 +115,6 @@ def zoo_run(tmp_path_factory):
     return out, r.stdout
 
 
-@pytest.mark.xdist_group("zoo_run")  # one worker builds the fixture for both
 def test_model_zoo_trains_evaluates_and_reports_every_method(zoo_run):
     out, log = zoo_run
     with open(os.path.join(out, "zoo.json")) as f:
@@ -148,7 +147,6 @@ def test_model_zoo_trains_evaluates_and_reports_every_method(zoo_run):
     assert f"[zoo] ({n}/{n}) fast_rcnn_sharpmask: trained + evaluated" in log
 
 
-@pytest.mark.xdist_group("zoo_run")  # one worker builds the fixture for both
 def test_model_zoo_reuses_finished_runs_and_refuses_mixed_settings(zoo_run):
     out, _ = zoo_run
     # a run recorded before configs were addressed relative to segzoo's model zoo is still reused
@@ -222,7 +220,6 @@ def demo_inputs(tmp_path_factory):
     return cfg_file, images, str(d / "model.pth")
 
 
-@pytest.mark.xdist_group("demo_inputs")  # one worker builds the fixture for both
 def test_demo_writes_visualisations_for_a_folder_and_skips_bad_files(demo_inputs, tmp_path):
     cfg_file, images, weights = demo_inputs
     (images / "broken.png").write_text("not an image")
@@ -240,7 +237,6 @@ def test_demo_writes_visualisations_for_a_folder_and_skips_bad_files(demo_inputs
         assert vis.shape == (512, 512, 3)  # Visualizer at scale 2 of the 256-px image
 
 
-@pytest.mark.xdist_group("demo_inputs")  # one worker builds the fixture for both
 def test_demo_single_image_to_a_file_and_clear_errors(demo_inputs, tmp_path):
     cfg_file, images, weights = demo_inputs
     image = sorted(images.iterdir())[0]
