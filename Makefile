@@ -3,7 +3,7 @@ PY := .venv/bin/python
 OUTPUT ?= output/demo
 # pytest processes for `make test` / `make test-v0.6` (pytest-xdist; tests sharing an expensive fixture stay together)
 PYTEST_WORKERS ?= 2
-PYTEST := $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup
+PYTEST := $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadgroup --durations=30
 
 .PHONY: setup demo test test-v0.6 lint zoo bench-zoo bench-ops bench-export build clean
 

@@ -4,14 +4,14 @@ Mask R-CNN (slim R-18-FPN) with its box and mask heads pooling through segzoo's 
 (AlignFamilyROIHeads, ROIAlignV2), and BlendMask (slim R-18, FCOS + ProtoNet + the fused
 blender), 300 iterations each on shapes_train, evaluated on shapes_val, SEED 0. RDSNet
 (slim R-18 RetinaNet with GN towers + representation tower + pixel stream) 400 iterations, then
-its MBRM stage for 60 iterations, which must leave every other weight bit-identical. DeepMask 200
-iterations then SharpMask's refinement 100, with their proposal evaluations.
+its MBRM stage for 60 iterations, which must leave every other weight bit-identical. DeepMask 120
+iterations then SharpMask's refinement 60, with their proposal evaluations.
 Measured on the 2-core CPU machine, with the seeded training stream and deterministic kernels (the
 same numbers on every run of one Detectron2 and thread count), against Detectron2 v0.6: Mask
 R-CNN segm AP 7.7 / box AP 9.4; BlendMask segm AP 1.3 / box AP 1.9 (2.1 / 3.0 against upstream main:
 at 300 iterations dense one-stage training has barely started, at 1,000 it reaches about 25 / 29, see
 the README); against upstream main, RDSNet segm 2.8 / box 5.6, 6.0 after MBRM (13 / 19 at 1,000
-iterations: the README's table); DeepMask / SharpMask segm AR@100 9.9 / 16.1.
+iterations: the README's table); DeepMask / SharpMask segm AR@100 8.0 / 9.5 (1 thread).
 Untrained, all are ~0. The thresholds sit at about half of the lowest of these: a floor on quality
 that a change of seed or of Detectron2 version keeps, not a
 reproduction of the exact number (tests/test_resume.py checks that).
@@ -45,8 +45,11 @@ def _bf16_close(config, weights, *opts):
     assert total >= 20 and matched >= 0.8 * total, (matched, total)
 
 
-def _falls(values, factor):
-    return sum(values[-3:]) / 3 < factor * sum(values[:3]) / 3
+def _falls(values, factor, n=3):
+    """The mean of the last n logged values (Detectron2 logs the median of every 20 iterations) is
+    below factor x the mean of the first n."""
+    assert len(values) >= 2 * n, values
+    return sum(values[-n:]) / n < factor * sum(values[:n]) / n
 
 
 @pytest.mark.slow
@@ -107,12 +110,13 @@ def test_short_rdsnet_training_then_mbrm_stage(tmp_path):
     _bf16_close("configs/RDSNet/shapes_R_18_mbrm.yaml", stage2 / "model_final.pth")
 
 
-# DeepMask 200 iterations, then SharpMask's refinement 100 iterations on the frozen result; both
+# DeepMask 120 iterations, then SharpMask's refinement 60 iterations on the frozen result; both
 # evaluated as segment proposals (top 300 windows, 20 validation images).
 SHARPMASK_OPTS = ["DATASETS.SHAPES.NUM_VAL", "20", "MODEL.SHARPMASK.TEST.TOP_N", "300", "SEED", "0",
                   "DATALOADER.NUM_WORKERS", "1", "SOLVER.CHECKPOINT_PERIOD", "1000"]
-# segm AR@100 (top 300, 20 images); measured (seed 0, the seeded training stream): DeepMask 9.9, SharpMask 16.1
-SHARPMASK_MIN_AR = {"deepmask": 7.0, "sharpmask": 8.5}
+# segm AR@100 (top 300, 20 images); measured (seed 0, the seeded training stream, 1 thread): DeepMask 8.0,
+# SharpMask 9.5 (at 200 + 100 iterations: 9.5 / 16.5)
+SHARPMASK_MIN_AR = {"deepmask": 4.0, "sharpmask": 4.7}
 
 
 def _proposal_train(out, config, *opts):
@@ -126,17 +130,17 @@ def _proposal_train(out, config, *opts):
 @pytest.mark.slow
 def test_short_deepmask_then_sharpmask_training(tmp_path):
     s1 = tmp_path / "deepmask"
-    metrics, final = _proposal_train(s1, "configs/SharpMask/shapes_deepmask_R_18.yaml", "SOLVER.MAX_ITER", "200",
-                                     "SOLVER.STEPS", "(150, 180)", "SOLVER.WARMUP_ITERS", "50")
-    assert _falls([m["loss_mask"] for m in metrics if "loss_mask" in m], 0.8)
-    assert _falls([m["loss_score"] for m in metrics if "loss_score" in m], 0.8)
+    metrics, final = _proposal_train(s1, "configs/SharpMask/shapes_deepmask_R_18.yaml", "SOLVER.MAX_ITER", "120",
+                                     "SOLVER.STEPS", "(90, 108)", "SOLVER.WARMUP_ITERS", "30")
+    assert _falls([m["loss_mask"] for m in metrics if "loss_mask" in m], 0.9)  # measured x 0.78
+    assert _falls([m["loss_score"] for m in metrics if "loss_score" in m], 0.8)  # measured x 0.63
     assert final["segm_proposals/AR@100"] > SHARPMASK_MIN_AR["deepmask"], final
     s2 = tmp_path / "sharpmask"
     metrics2, final2 = _proposal_train(s2, "configs/SharpMask/shapes_sharpmask_R_18.yaml",
-                                       "MODEL.WEIGHTS", str(s1 / "model_final.pth"), "SOLVER.MAX_ITER", "100",
-                                       "SOLVER.STEPS", "(80,)", "SOLVER.WARMUP_ITERS", "20")
-    # one loss in stage 2: Detectron2 logs it as total_loss only
-    assert _falls([m["total_loss"] for m in metrics2 if "total_loss" in m], 0.8)
+                                       "MODEL.WEIGHTS", str(s1 / "model_final.pth"), "SOLVER.MAX_ITER", "60",
+                                       "SOLVER.STEPS", "(48,)", "SOLVER.WARMUP_ITERS", "12")
+    # one loss in stage 2: Detectron2 logs it as total_loss only, 3 times in 60 iterations
+    assert _falls([m["total_loss"] for m in metrics2 if "total_loss" in m], 0.8, n=1)  # measured x 0.64
     before = torch.load(s1 / "model_final.pth", map_location="cpu", weights_only=False)["model"]
     after = torch.load(s2 / "model_final.pth", map_location="cpu", weights_only=False)["model"]
     assert set(after) - set(before) and all(k.startswith("refinement.") for k in set(after) - set(before))
