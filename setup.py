@@ -72,7 +72,11 @@ def get_extensions():
         sources += sorted(glob.glob(os.path.join(csrc, "ops", sub, "*.cpp")))
     cuda_sources = sorted(glob.glob(os.path.join(csrc, "ops", "cuda", "*.cu")))
 
-    extra_compile_args = {"cxx": ["-O3", "-fopenmp"]}
+    # Python's own CFLAGS carry -g: debug info for code that includes the torch headers more than
+    # doubles the compile time and the library's size, so release builds drop it (-g0, after -g);
+    # DEBUG=1 builds -O0 -g instead (torchvision's switch).
+    debug = os.environ.get("DEBUG", "0") == "1"
+    extra_compile_args = {"cxx": ["-O0", "-g", "-fopenmp"] if debug else ["-O3", "-g0", "-fopenmp"]}
     define_macros = []
     extension = CppExtension
     if _with_cuda():
