@@ -266,14 +266,16 @@ def test_killed_runs_resume_to_the_weights_of_an_uninterrupted_run(tmp_path):
         assert not [f for f in os.listdir(out) if f.endswith(".partial")]
 
 
-# every method, its shapes config: 30 iterations on 16 small images, evaluated on 4
+# every method, its shapes config: 30 iterations of 2 images (of 16), evaluated on 4; DeepMask and
+# SharpMask at two of their six test scales (the pyramid's cost grows with the scale squared)
+TWO_SCALES = ["MODEL.SHARPMASK.TEST.SCALES", "[1.0, 2.0]"]
 METHODS = {
     "mask_rcnn": ("MaskRCNN/shapes_R_18_FPN.yaml", []),
     "blendmask": ("BlendMask/shapes_R_18.yaml", []),
     "retinanet_gn": ("RDSNet/shapes_RetinaNet_GN_R_18.yaml", []),
     "rdsnet": ("RDSNet/shapes_R_18.yaml", []),
-    "deepmask": ("SharpMask/shapes_deepmask_R_18.yaml", []),
-    "sharpmask": ("SharpMask/shapes_sharpmask_R_18.yaml", ["MODEL.WEIGHTS", ""]),
+    "deepmask": ("SharpMask/shapes_deepmask_R_18.yaml", TWO_SCALES),
+    "sharpmask": ("SharpMask/shapes_sharpmask_R_18.yaml", ["MODEL.WEIGHTS", "", *TWO_SCALES]),
 }
 
 
@@ -288,7 +290,8 @@ def test_seeded_runs_are_bit_identical(tmp_path, name):
         out = tmp_path / f"w{workers}"
         args = ["--config-file", os.path.join(REPO, "configs", config),
                 "DATASETS.SHAPES.ROOT", str(tmp_path / "data"), "DATASETS.SHAPES.NUM_TRAIN", "16",
-                "DATASETS.SHAPES.NUM_VAL", "4", "SOLVER.MAX_ITER", "30", "SOLVER.STEPS", "(20,)",
+                "DATASETS.SHAPES.NUM_VAL", "4", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "30",
+                "SOLVER.STEPS", "(20,)",
                 "SOLVER.WARMUP_ITERS", "5", "SOLVER.CHECKPOINT_PERIOD", "1000", "SEED", "11",
                 "DATALOADER.NUM_WORKERS", str(workers), "OUTPUT_DIR", str(out), *extra]
         r = run_train_net(args)
