@@ -26,6 +26,9 @@ CONFIGS = {
     "deepmask": ("configs/SharpMask/shapes_deepmask_R_18.yaml", None),
     "sharpmask": ("configs/SharpMask/shapes_sharpmask_R_18.yaml", None),
 }
+# the proposal models keep their top 100 windows (1,000 by default): each kept window is refined
+# and pasted, in the eager reference as in the exported model
+PROPOSAL_OPTS = ("MODEL.SHARPMASK.TEST.TOP_N", "100")
 # tolerances: boxes in pixels of the original image, scores absolute, mask pixels as a fraction
 TOL = {"boxes": 1e-3, "scores": 1e-5, "classes": 0, "mask_pixels": 1e-3}
 
@@ -64,7 +67,7 @@ def trained():
         key = (name, opts)
         if key not in cache:
             path, _ = CONFIGS[name]
-            cfg = config(path, *opts)
+            cfg = config(path, *(PROPOSAL_OPTS if name in ("deepmask", "sharpmask") else ()), *opts)
             torch.manual_seed(0)
             model = build_model(cfg)
             opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
