@@ -33,7 +33,8 @@ ALL_DETECTIONS = {
     "MaskRCNN": (["model.roi_heads.box_predictor.test_score_thresh=0.0"], ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"]),
     "BlendMask": (["model.score_thresh_test=0.0"], ["MODEL.FCOS.INFERENCE_TH_TEST", "0.0"]),
     "RDSNet": (["model.test_score_thresh=0.0"], ["MODEL.RETINANET.SCORE_THRESH_TEST", "0.0"]),
-    "SharpMask": ([], []),  # segment proposals: the top windows, no score threshold
+    # segment proposals: no score threshold; the top 100 windows (of 1,000), each refined and pasted
+    "SharpMask": (["model.top_n=100"], ["MODEL.SHARPMASK.TEST.TOP_N", "100"]),
 }
 # evaluation of an untrained model kept short: one pyramid scale, the top 50 windows
 QUICK_EVAL = {
