@@ -266,8 +266,11 @@ def test_killed_runs_resume_to_the_weights_of_an_uninterrupted_run(tmp_path):
         assert not [f for f in os.listdir(out) if f.endswith(".partial")]
 
 
-# every method, its shapes config: 30 iterations of 2 images (of 16), evaluated on 4; DeepMask and
-# SharpMask at two of their six test scales (the pyramid's cost grows with the scale squared)
+# every method, its shapes config on 128-px images (a quarter of the pixels: the order of the work, not its
+# size, is what could differ): 30 iterations of 2 images (of 16), evaluated on 4; DeepMask and SharpMask at two
+# of their six test scales (the pyramid's cost grows with the scale squared)
+SMALL = ["DATASETS.SHAPES.IMAGE_SIZE", "128", "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "128",
+         "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128"]
 TWO_SCALES = ["MODEL.SHARPMASK.TEST.SCALES", "[1.0, 2.0]"]
 METHODS = {
     "mask_rcnn": ("MaskRCNN/shapes_R_18_FPN.yaml", []),
@@ -293,7 +296,7 @@ def test_seeded_runs_are_bit_identical(tmp_path, name):
                 "DATASETS.SHAPES.NUM_VAL", "4", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "30",
                 "SOLVER.STEPS", "(20,)",
                 "SOLVER.WARMUP_ITERS", "5", "SOLVER.CHECKPOINT_PERIOD", "1000", "SEED", "11",
-                "DATALOADER.NUM_WORKERS", str(workers), "OUTPUT_DIR", str(out), *extra]
+                "DATALOADER.NUM_WORKERS", str(workers), "OUTPUT_DIR", str(out), *SMALL, *extra]
         r = run_train_net(args)
         assert r.returncode == 0, r.stdout[-3000:]
         metrics = [json.loads(l) for l in (out / "metrics.json").read_text().splitlines()]
