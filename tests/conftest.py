@@ -27,14 +27,16 @@ def pytest_report_header(config):
     return [f"torch {torch.__version__}; {detectron2_description()}"]
 
 
-# The longest trainings first, then the other `slow` tests, then the rest: with each worker taking the next
-# test as it frees up, the run ends on short tests instead of one worker finishing a long training alone.
+# The longest trainings first, then the other `slow` tests and the groups sharing an expensive fixture
+# (SAME_WORKER below), then the rest: with each worker taking the next test as it frees up, the run ends on
+# short tests instead of one worker finishing a long training alone.
 LONGEST_FIRST = ("test_training_quality.py", "test_install.py", "test_crowded.py")
 
 
 def _order(item):
     module = os.path.basename(str(item.path))
-    return ("slow" not in item.keywords, LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST))
+    heavy = "slow" in item.keywords or same_worker_group(item.nodeid) != item.nodeid
+    return (not heavy, LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST))
 
 
 def pytest_collection_modifyitems(config, items):
@@ -91,5 +93,8 @@ if LoadScopeScheduling is not None:
 
     def pytest_xdist_make_scheduler(config, log):
         if config.getvalue("dist") == "loadgroup":
+            # in the collection's order (longest first): xdist would otherwise move the groups, which hold
+            # more tests, ahead of the quality trainings
+            config.option.loadscopereorder = False
             return _GroupScheduling(config, log)
         return None

@@ -252,3 +252,38 @@ def test_subprocess_runs_are_bounded_by_silence_not_by_time():
     with pytest.raises(subprocess.TimeoutExpired) as e:
         run_watched([sys.executable, "-c", "import time; print('started', flush=True); time.sleep(60)"], hang_after=2)
     assert "started" in e.value.output
+
+
+def test_the_suite_runs_its_longest_tests_first():
+    """tests/conftest.py's order for `make test`'s workers: the quality trainings, the install check and the
+    crowded harness, then the other slow tests and the groups sharing an expensive fixture, then the rest; and
+    xdist keeps that order instead of moving the groups (more tests each) to the front."""
+    from types import SimpleNamespace
+
+    import conftest
+
+    def item(nodeid, *marks):
+        return SimpleNamespace(nodeid=nodeid, path=nodeid.split("::")[0], keywords=set(marks))
+
+    items = [item("tests/test_blender_op.py::test_fused"),
+             item("tests/test_zoo_tools.py::test_model_zoo_trains_evaluates_and_reports_every_method"),
+             item("tests/test_zoo_tools.py::test_seed_summary_mean_and_sample_sd"),
+             item("tests/test_resume.py::test_seeded_runs_are_bit_identical[rdsnet]", "slow"),
+             item("tests/test_crowded.py::test_every_method_trains_and_evaluates_on_crowded_images", "slow"),
+             item("tests/test_crowded.py::test_caps_follow_the_most_crowded_image"),
+             item("tests/test_training_quality.py::test_short_training_reaches_real_ap", "slow")]
+    order = [x.nodeid.split("::")[1] for x in sorted(items, key=conftest._order)]
+    assert order == ["test_short_training_reaches_real_ap", "test_every_method_trains_and_evaluates_on_crowded_images",
+                     "test_model_zoo_trains_evaluates_and_reports_every_method",
+                     "test_seeded_runs_are_bit_identical[rdsnet]", "test_caps_follow_the_most_crowded_image",
+                     "test_fused", "test_seed_summary_mean_and_sample_sd"]
+    if conftest.LoadScopeScheduling is None:
+        pytest.skip("pytest-xdist is not installed")
+    config = SimpleNamespace(option=SimpleNamespace(loadscopereorder=True), getvalue=lambda name: "loadgroup")
+    made = {}
+    monkey = pytest.MonkeyPatch()
+    with monkey.context() as m:
+        m.setattr(conftest, "_GroupScheduling", lambda config, log: made.setdefault("scheduler", (config, log)))
+        conftest.pytest_xdist_make_scheduler(config, None)
+    assert made["scheduler"][0] is config and config.option.loadscopereorder is False
+    assert conftest.same_worker_group("tests/test_zoo_tools.py::test_model_zoo_reuses_finished_runs") == "zoo_run"
