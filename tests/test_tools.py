@@ -254,7 +254,7 @@ def test_subprocess_runs_are_bounded_by_silence_not_by_time():
     assert "started" in e.value.output
 
 
-def test_the_suite_runs_its_longest_tests_first():
+def test_the_suite_runs_its_longest_tests_first(monkeypatch):
     """tests/conftest.py's order for `make test`'s workers: the quality trainings, the install check and the
     crowded harness, then the other slow tests and the groups sharing an expensive fixture, then the rest; and
     xdist keeps that order instead of moving the groups (more tests each) to the front."""
@@ -277,13 +277,10 @@ def test_the_suite_runs_its_longest_tests_first():
                      "test_model_zoo_trains_evaluates_and_reports_every_method",
                      "test_seeded_runs_are_bit_identical[rdsnet]", "test_caps_follow_the_most_crowded_image",
                      "test_fused", "test_seed_summary_mean_and_sample_sd"]
-    if conftest.LoadScopeScheduling is None:
-        pytest.skip("pytest-xdist is not installed")
+    # pytest-xdist is a test dependency (pyproject's `test` extra, installed by `make setup`)
+    assert conftest.LoadScopeScheduling is not None, "pytest-xdist is not installed: run make setup"
     config = SimpleNamespace(option=SimpleNamespace(loadscopereorder=True), getvalue=lambda name: "loadgroup")
-    made = {}
-    monkey = pytest.MonkeyPatch()
-    with monkey.context() as m:
-        m.setattr(conftest, "_GroupScheduling", lambda config, log: made.setdefault("scheduler", (config, log)))
-        conftest.pytest_xdist_make_scheduler(config, None)
-    assert made["scheduler"][0] is config and config.option.loadscopereorder is False
+    monkeypatch.setattr(conftest, "_GroupScheduling", lambda config, log: "group scheduler")
+    assert conftest.pytest_xdist_make_scheduler(config, None) == "group scheduler"
+    assert config.option.loadscopereorder is False
     assert conftest.same_worker_group("tests/test_zoo_tools.py::test_model_zoo_reuses_finished_runs") == "zoo_run"
