@@ -197,11 +197,15 @@ def test_a_process_killed_while_saving_leaves_a_loadable_last_checkpoint(tmp_pat
 CONFIG = "configs/MaskRCNN/shapes_R_18_FPN.yaml"
 
 
+# 128-px images (shapes and the input sizes)
+SMALL = ["DATASETS.SHAPES.IMAGE_SIZE", "128", "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "128",
+         "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128"]
+
+
 def _tiny(out, iters, *, data, extra=()):
     return ["--config-file", os.path.join(REPO, CONFIG),
             "DATASETS.SHAPES.ROOT", str(data), "DATASETS.SHAPES.NUM_TRAIN", "12", "DATASETS.SHAPES.NUM_VAL", "4",
-            "DATASETS.SHAPES.IMAGE_SIZE", "128", "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "128",
-            "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128", "SOLVER.IMS_PER_BATCH", "2",
+            *SMALL, "SOLVER.IMS_PER_BATCH", "2",
             "SOLVER.MAX_ITER", str(iters), "SOLVER.STEPS", "()", "SOLVER.WARMUP_ITERS", "2",
             "SOLVER.CHECKPOINT_PERIOD", "2", "DATALOADER.NUM_WORKERS", "0", "SEED", "3", "OUTPUT_DIR", str(out),
             *extra]
@@ -269,8 +273,6 @@ def test_killed_runs_resume_to_the_weights_of_an_uninterrupted_run(tmp_path):
 # every method, its shapes config on 128-px images (a quarter of the pixels: the order of the work, not its
 # size, is what could differ): 30 iterations of 2 images (of 16), evaluated on 4; DeepMask and SharpMask at two
 # of their six test scales (the pyramid's cost grows with the scale squared)
-SMALL = ["DATASETS.SHAPES.IMAGE_SIZE", "128", "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "128",
-         "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "128"]
 TWO_SCALES = ["MODEL.SHARPMASK.TEST.SCALES", "[1.0, 2.0]"]
 METHODS = {
     "mask_rcnn": ("MaskRCNN/shapes_R_18_FPN.yaml", []),
